@@ -1,0 +1,151 @@
+"""`sim2real real import aruco-cube`: the upstream ArUco-cube photos → a BOP dataset with marker-derived
+ground truth (see eval/aruco_label.py for how a label is made and when a frame is left unlabelled).
+
+One BOP scene per session × camera: scene 1–3 = session "data" cam0–2, scene 4–6 = "test1" cam0–2.
+im_id = the upstream frame number (rgb_NNNNN.jpg). JPEG bytes are copied verbatim (no re-encoding).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from core.io import UserError, atomic_write_json, code_version
+from core.objects import load_object_spec
+from eval import bop
+from eval.aruco_label import MAX_RMSE_PX, ArucoLabeler
+from eval.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+
+UPSTREAM = {"repo": "keemeoow/rb-ArucoCube_multi_calibration",
+            "commit": "592a5c30b1d2753f904016dbfc2b82f2a8cb71c2", "folder": "src2"}
+# session → (images folder, intrinsics folder), relative to the folder holding src2/
+SESSIONS: dict[str, tuple[str, str]] = {
+    "data": ("src2/data/cube_session_01", "src2/intrinsics"),
+    "test1": ("src2/test1_result/data/cube_session_01", "src2/test1_result/intrinsics"),
+}
+CAMERAS = ("cam0", "cam1", "cam2")
+
+
+def scene_id_of(session: str, camera: str) -> int:
+    return 1 + 3 * list(SESSIONS).index(session) + CAMERAS.index(camera)
+
+
+def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(K, dist, width, height) of the colour camera from an upstream intrinsics npz."""
+    if not npz_path.is_file():
+        raise UserError(f"{npz_path}: camera intrinsics not found")
+    try:
+        with np.load(npz_path) as z:
+            K = np.asarray(z["color_K"], np.float64).reshape(3, 3)
+            D = np.asarray(z["color_D"], np.float64).reshape(-1)
+            w, h = int(z["color_w"]), int(z["color_h"])
+    except KeyError as e:
+        raise UserError(f"{npz_path}: {e.args[0]}: missing (expected color_K, color_D, color_w, color_h)") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{npz_path}: not a readable npz ({e})") from None
+    return K, D, w, h
+
+
+def _session_summary(labels: list[dict[str, Any]], skipped: int) -> dict[str, Any]:
+    rmse = np.array([lb["reproj_rmse_px"] for lb in labels if lb["status"] == "labelled"])
+    mx = np.array([lb["reproj_max_px"] for lb in labels if lb["status"] == "labelled"])
+    count = lambda s: sum(1 for lb in labels if lb["status"] == s)  # noqa: E731
+    return {"images": len(labels), "labelled": count("labelled"), "ambiguous": count("ambiguous"),
+            "no_markers": count("no_markers"), "poor_fit": count("poor_fit"), "skipped": skipped,
+            "reproj_rmse_px_median": float(np.median(rmse)) if rmse.size else None,
+            "reproj_rmse_px_max": float(rmse.max()) if rmse.size else None,
+            "reproj_corner_px_max": float(mx.max()) if mx.size else None}
+
+
+def format_summary(summary: dict[str, dict[str, Any]]) -> str:
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [f"{'session':<10}{'images':>7}{'labelled':>9}{'ambiguous':>10}{'no mark':>8}{'poor fit':>9}"
+             f"{'skipped':>8}{'rmse med px':>12}{'rmse max px':>12}{'corner max px':>14}"]
+    for name, s in summary.items():
+        lines.append(f"{name:<10}{s['images']:>7}{s['labelled']:>9}{s['ambiguous']:>10}{s['no_markers']:>8}"
+                     f"{s['poor_fit']:>9}{s['skipped']:>8}{f(s['reproj_rmse_px_median']):>12}"
+                     f"{f(s['reproj_rmse_px_max']):>12}{f(s['reproj_corner_px_max']):>14}")
+    return "\n".join(lines)
+
+
+def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | None = None,
+                      cameras: list[str] | None = None, max_rmse_px: float = MAX_RMSE_PX,
+                      log=print) -> dict[str, Any]:
+    """Import the upstream tree under `src` (the folder holding `src2/`) into the BOP root `out`.
+    Returns the manifest (with a per-session summary). Unreadable images are skipped and listed;
+    if no image at all can be read the import fails with a UserError and `out` is left untouched."""
+    src, out = Path(src).expanduser(), Path(out).expanduser()
+    if not (src / "src2").is_dir():
+        raise UserError(f"{src}: src2/ not found (expected the upstream tree of {UPSTREAM['repo']}, "
+                        f"e.g. ../shared/real/aruco_cube)")
+    if sessions is None:
+        sessions = [s for s, (imgs, _) in SESSIONS.items() if (src / imgs).is_dir()]
+        if not sessions:
+            raise UserError(f"{src}: no session folder found (expected {', '.join(v[0] for v in SESSIONS.values())})")
+    for s in sessions:
+        if s not in SESSIONS:
+            raise UserError(f"--sessions: unknown session {s!r} (expected {', '.join(SESSIONS)})")
+        if not (src / SESSIONS[s][0]).is_dir():
+            raise UserError(f"{src / SESSIONS[s][0]}: session {s!r} not found")
+    cameras = list(CAMERAS) if cameras is None else cameras
+    for c in cameras:
+        if c not in CAMERAS:
+            raise UserError(f"--cameras: unknown camera {c!r} (expected {', '.join(CAMERAS)})")
+    check_out_dir(out)
+    spec = load_object_spec("aruco-cube")
+    labeler = ArucoLabeler(spec, max_rmse_px=max_rmse_px)
+    staged = staging_dir(out)
+    try:
+        summary, groups, skipped_all = {}, {}, []
+        for sess in sessions:
+            img_dir, intr_dir = SESSIONS[sess]
+            labels_all, skipped = [], 0
+            for cam in cameras:
+                files = sorted((src / img_dir / cam).glob("rgb_*.jpg"))
+                if not files:
+                    continue
+                K, D, w, h = load_intrinsics(src / intr_dir / f"{cam}.npz")
+                sid = scene_id_of(sess, cam)
+                images = []
+                for f in tqdm(files, desc=f"{sess}/{cam}", leave=False, disable=None):
+                    rel = f.relative_to(src).as_posix()
+                    data = f.read_bytes()
+                    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                    if bgr is None or bgr.shape[:2] != (h, w):
+                        why = "unreadable image" if bgr is None else f"size {bgr.shape[1]}x{bgr.shape[0]}, expected {w}x{h}"
+                        skipped_all.append({"source": rel, "reason": why})
+                        log(f"warning: {f}: {why}; skipped")
+                        skipped += 1
+                        continue
+                    res = labeler(bgr[:, :, ::-1], K, D)
+                    lab = res.to_json()
+                    labels_all.append(lab)
+                    gts = [(spec.obj_id, res.R, res.t_m * 1000.0)] if res.labelled else []
+                    images.append({"im_id": int(f.stem.split("_")[-1]), "K": K, "width": w, "height": h,
+                                   "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab})
+                if images:
+                    bop.write_scene(staged, sid, images, session=sess, camera=cam,
+                                    extra={"intrinsics": f"{intr_dir}/{cam}.npz"})
+                    groups.setdefault(sess, []).append(sid)
+            summary[sess] = _session_summary(labels_all, skipped)
+        if not groups:
+            raise UserError(f"{src}: no readable image in the selected sessions/cameras")
+        bop.write_models(staged, [spec])
+        atomic_write_json(staged / "scene_groups.json", groups)
+        manifest = {"format": "sim2real-real/1", "name": "aruco-cube", "object": spec.to_dict(),
+                    "obj_id": spec.obj_id, "source": {"src": str(src.resolve()), "upstream": UPSTREAM},
+                    "labeler": {"method": "ArucoDetector DICT_4X4_50 + CORNER_REFINE_SUBPIX; SQPnP over all "
+                                          "markers' corners + solvePnPRefineLM",
+                                "max_rmse_px": max_rmse_px, "single_marker": "ambiguous, not labelled"},
+                    "scene_groups": groups, "summary": summary, "skipped": skipped_all,
+                    "code_version": code_version()}
+        atomic_write_json(staged / MANIFEST, manifest)  # written last: its presence marks a complete import
+        publish(staged, out)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+    return manifest

@@ -1,0 +1,67 @@
+"""CLI: `sim2real train` and `sim2real predict`."""
+from __future__ import annotations
+
+import click
+
+from core.io import UserError
+from pose_model.config import PIPELINES, PROFILES
+
+
+@click.command("train")
+@click.option("--data", required=True, help="Synthetic dataset directory (sim2real generate / refine apply).")
+@click.option("--pipeline", type=click.Choice(PIPELINES), default="none", show_default=True)
+@click.option("--out", required=True, help="Run directory: model.pt, model_card.json, curves.csv/png.")
+@click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
+              help="quick: CI smoke (< 1 min); default: 2-core CPU (≤ 15 min); full: GPU sizes.")
+@click.option("--epochs", type=int, default=None, help="Override the profile's number of epochs.")
+@click.option("--batch-size", type=int, default=None, help="Override the profile's batch size.")
+@click.option("--max-samples", type=int, default=None, help="Use only the first N samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
+@click.option("--threads", "num_threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+@click.option("--resume", is_flag=True, help="Continue OUT/model.pt from its last finished epoch.")
+@click.option("--config-space", type=click.Path(), default=None,
+              help="Randomization parameter space YAML for dr/adr (default: randomizer/default.yaml).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
+              config_space, quiet):
+    """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data."""
+    from pose_model.config import make_config
+    from pose_model.train import train
+    cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
+                      max_samples=max_samples, seed=seed, device=device, resume=resume, config_space=config_space,
+                      num_threads=num_threads)
+    path = train(cfg, progress=not quiet)
+    click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")
+
+
+@click.command("predict")
+@click.option("--model", "ckpt", required=True, help="Checkpoint (runs/NAME/model.pt).")
+@click.option("--real", default=None, help="Real set name (aruco-cube, trifinger) or a BOP dataset root.")
+@click.option("--images", default=None, help="A plain folder of images (with --camera).")
+@click.option("--camera", default=None, help='K.json for --images: {"cam_K": 9 numbers or 3×3}.')
+@click.option("--object", "object_name", default=None, help="With --images: refuse unless the model is for this object.")
+@click.option("--out", required=True, help="BOP results CSV to write.")
+@click.option("--scenes", default=None, help="Comma-separated BOP scene ids (default: all).")
+@click.option("--overlays", default=None, help="Folder for images with the predicted cube drawn on them.")
+@click.option("--device", default="auto", show_default=True)
+def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device):
+    """Predict cube poses on real images → BOP results CSV (scene_id,im_id,obj_id,score,R,t,time)."""
+    from pose_model.predict import predict_bop, predict_images
+    if (real is None) == (images is None):
+        raise UserError("predict: give exactly one of --real NAME|BOPDIR or --images DIR (with --camera K.json)")
+    if images is not None:
+        if camera is None:
+            raise UserError("--images needs --camera K.json (the intrinsics of the images)")
+        path = predict_images(ckpt, images, camera, out, device, overlays, object_name)
+    else:
+        from eval.real_sets import resolve_real
+        try:
+            scene_ids = [int(s) for s in scenes.split(",") if s.strip()] if scenes else None
+        except ValueError:
+            raise UserError(f"--scenes {scenes}: expected comma-separated integers") from None
+        path = predict_bop(ckpt, resolve_real(real), out, scene_ids, device, overlays, progress=True)
+    click.echo(f"wrote {path}")
+
+
+COMMANDS = [train_cmd, predict_cmd]

@@ -1,0 +1,92 @@
+"""Training configuration: one plain dataclass, three size profiles."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from core.io import UserError
+
+PIPELINES = ("none", "dr", "adr", "simgan", "simgan+dr")
+PROFILES = ("quick", "default", "full")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    pipeline: str = "none"
+    profile: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    config_space: str | None = None   # randomizer parameter space YAML (dr/adr); None = shipped default
+    # ---- sizes and optimisation (filled from the profile; explicit values win) ----
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.03
+    max_samples: int | None = None    # use only the first N samples of the dataset (tests, quick runs)
+    val_frac: float = 0.1
+    val_max: int = 1000               # validate on at most this many held-out samples
+    num_threads: int | None = None    # torch.set_num_threads on CPU (None: leave torch's default)
+    # ---- model ----
+    crop_px: int = 64                 # regressor input side
+    loc_width: int = 16
+    loc_batch_frac: float = 0.5       # the localizer trains on this fraction of each batch (its task is easier)
+    reg_width: int = 32
+    reg_hidden: int = 256
+    crop_factor: float = 0.75         # regressor crop side / localizer size (the rendered crop's side)
+    # ---- crop jitter, modelled on the localizer's errors ----
+    jitter_scale: float = 0.15        # side × U(1 − s, 1 + s)
+    jitter_shift: float = 0.08        # centre + U(−s, s) · side, per axis
+    refine_iters: int = 1             # at test time: re-crop around the regressor's centre this many times
+    # ---- loss weights ----
+    w_rot: float = 1.0
+    w_centre: float = 5.0
+    w_depth: float = 3.0
+    w_loc: float = 1.0
+    # ---- ADR (pipeline adr) ----
+    adr_success_deg: float = 15.0     # boundary sample "solved": rotation error below this …
+    adr_success_depth: float = 0.10   # … and relative depth error below this
+    log_every: int = 20
+
+    def check(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise UserError(f"--pipeline {self.pipeline}: expected one of {', '.join(PIPELINES)}")
+        if self.profile not in PROFILES:
+            raise UserError(f"--profile {self.profile}: expected one of {', '.join(PROFILES)}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs {self.epochs}: expected a positive integer")
+        if self.crop_px % 16:
+            raise UserError(f"crop_px {self.crop_px}: expected a multiple of 16")
+        if not self.data:
+            raise UserError("--data: a synthetic dataset directory is required")
+        if not self.out:
+            raise UserError("--out: an output directory is required")
+
+
+PROFILE_SIZES: dict[str, dict[str, Any]] = {
+    # CI / smoke: tiny nets, a handful of samples, well under a minute on one core
+    "quick": dict(epochs=2, batch_size=16, max_samples=64, val_max=32, loc_width=8, reg_width=8,
+                  reg_hidden=32, log_every=1, loc_batch_frac=1.0),
+    # 2-core CPU: ≈10k samples in ≤ 15 minutes
+    "default": dict(),
+    # GPU: wider nets, bigger crops, longer
+    "full": dict(epochs=60, batch_size=128, crop_px=96, loc_width=32, reg_width=64, reg_hidden=512, lr=2e-3,
+                 loc_batch_frac=1.0),
+}
+
+
+def make_config(profile: str = "default", **overrides: Any) -> TrainConfig:
+    """The profile's sizes, then every override that is not None."""
+    if profile not in PROFILES:
+        raise UserError(f"--profile {profile}: expected one of {', '.join(PROFILES)}")
+    cfg = replace(TrainConfig(profile=profile), **PROFILE_SIZES[profile])
+    names = {f.name for f in fields(TrainConfig)}
+    bad = set(overrides) - names
+    if bad:
+        raise UserError(f"unknown training option(s): {', '.join(sorted(bad))}")
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg.check()
+    return cfg

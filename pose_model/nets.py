@@ -1,0 +1,82 @@
+"""The two networks: a CenterNet-style localizer on the low-resolution frame and a crop regressor.
+
+Both are plain strided CNNs (conv-BN-ReLU) sized by a width multiplier, so the same code gives a
+CPU-sized default and wider GPU models. Inputs are float RGB in [0, 1], (B,3,H,W).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+# ImageNet-ish normalisation; fixed, so a checkpoint does not depend on dataset statistics.
+_MEAN = (0.45, 0.45, 0.45)
+_STD = (0.25, 0.25, 0.25)
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class _Normalize(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Localizer(nn.Module):
+    """Frame (B,3,H,W) → per-cell logits (B,H/8,W/8), sub-cell offset (B,2,..) and log size (B,1,..).
+
+    One cube per image: the centre cell is a softmax over all cells (cross-entropy against the cell that
+    holds the projected centre); offset and size are read at that cell. Translation-equivariant, so a cube
+    anywhere in the frame is found the same way.
+    """
+    stride = 8
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.norm = _Normalize()
+        # a 4×4 stride-4 "patchify" stem: full-resolution 3×3 convs cost most of the time on a CPU and the
+        # cube is ≥ 10 px wide in the 160×120 frame; dilations give the stride-8 cells a wide view
+        self.body = nn.Sequential(
+            nn.Conv2d(3, w, 4, 4, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True), conv_bn(w, w),
+            conv_bn(w, 2 * w, 2), conv_bn(2 * w, 2 * w),
+            conv_bn(2 * w, 2 * w, dilation=2), conv_bn(2 * w, 2 * w, dilation=4))
+        self.head = nn.Conv2d(2 * w, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.head(self.body(self.norm(x)))
+        return {"logits": h[:, 0], "offset": torch.tanh(h[:, 1:3]) * 0.75, "log_size": h[:, 3]}
+
+
+class CropRegressor(nn.Module):
+    """Crop (B,3,S,S) → 6D allocentric rotation, centre offset (crop units) and depth code.
+
+    The features are flattened rather than pooled: where the cube sits in the crop is part of the answer.
+    """
+
+    def __init__(self, in_px: int = 64, width: int = 32, hidden: int = 256) -> None:
+        super().__init__()
+        w = width
+        self.norm = _Normalize()
+        # no 3×3 conv at the half-resolution stage: it doubled the CPU time for little accuracy
+        self.body = nn.Sequential(
+            conv_bn(3, w, 2),
+            conv_bn(w, 2 * w, 2), conv_bn(2 * w, 2 * w),
+            conv_bn(2 * w, 4 * w, 2), conv_bn(4 * w, 4 * w),
+            conv_bn(4 * w, 8 * w, 2), conv_bn(8 * w, 4 * w))
+        feat = 4 * w * (in_px // 16) ** 2
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(feat, hidden), nn.ReLU(inplace=True))
+        self.head = nn.Linear(hidden, 6 + 2 + 1)
+        with torch.no_grad():  # start at the identity rotation, centred, at the typical depth code
+            self.head.weight.mul_(0.1)
+            self.head.bias.copy_(torch.tensor([1., 0, 0, 0, 1, 0, 0, 0, 0]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.head(self.fc(self.body(self.norm(x))))
+        return {"rot6d": h[:, :6], "offset": h[:, 6:8], "depth_code": h[:, 8]}

@@ -1,0 +1,281 @@
+"""`train(cfg) -> Path`: train localizer + crop regressor jointly on a synthetic dataset.
+
+One loop, one optimizer, one progress bar. Every epoch: reseed every random stream from (seed, epoch)
+(so `--resume` from an epoch checkpoint continues exactly like an uninterrupted run), train, validate end
+to end on the held-out split (through the localizer, and on ground-truth crops as a diagnostic), write the
+checkpoint atomically, the curves and the model card.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.device import pick_device
+from core.io import UserError, atomic_write_json, atomic_write_text, code_version
+from pose_model import geometry as G
+from pose_model.config import TrainConfig
+from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, split_indices, to_float
+from pose_model.model import ModelMeta, PoseModel
+from pose_model.pipelines import make_pipeline
+
+CKPT_FORMAT = "sim2real-pose/1"
+CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_loc",
+              "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_gtcrop",
+              "val_te_med_mm_gtcrop", "val_loc_centre_err_px", "val_loc_size_err", "epoch_time_s", "img_per_s")
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay: a pure function of the step (nothing to save for resume)."""
+    warm = max(1, int(total * cfg.warmup_frac))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    p = (step - warm) / max(1, total - warm)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def seed_epoch(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
+    s = seed * 1_000_003 + epoch
+    torch.manual_seed(s)
+    return np.random.default_rng([seed, epoch]), torch.Generator().manual_seed(s)
+
+
+def build_model(meta: ModelMeta, syms: np.ndarray, seed: int) -> PoseModel:
+    torch.manual_seed(seed)
+    return PoseModel(meta, torch.as_tensor(syms, dtype=torch.float32))
+
+
+def _load_dataset(path: str):
+    try:
+        from render.dataset import SyntheticDataset
+    except ModuleNotFoundError as e:
+        raise UserError(f"--data {path}: the renderer's dataset reader is not available ({e})") from None
+    return SyntheticDataset(path)
+
+
+@torch.no_grad()
+def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.device, refine_iters: int,
+             batch_size: int = 128) -> dict:
+    """End-to-end metrics on synthetic samples (crops cut from the rendered crop, which covers the
+    neighbourhood of the cube at high resolution), plus the ground-truth-crop diagnostic."""
+    model.eval()
+    syms = model.syms
+    res: dict[str, list] = {k: [] for k in ("re", "te", "re_gt", "te_gt", "c_err", "s_err")}
+    for i in range(0, len(idx), batch_size):
+        b = torch.as_tensor(idx[i:i + batch_size])
+        frames = to_float(data.frames[b], device)
+        crops = to_float(data.crops[b], device)
+        cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
+        R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
+        src = lambda box, n: crops_from_rendered(crops, cb, box, n)  # noqa: E731
+        out = model.infer(frames, src, K, refine_iters)
+        gt_box = G.box_around(c, cb[:, 2] * model.meta.crop_factor)
+        out_gt = model.infer(frames, src, K, refine_iters, boxes=gt_box)
+        res["re"].append(G.sym_rotation_error_deg(out["R"], R, syms))
+        res["te"].append((out["t_m"] - t).norm(dim=-1) * 1000)
+        res["re_gt"].append(G.sym_rotation_error_deg(out_gt["R"], R, syms))
+        res["te_gt"].append((out_gt["t_m"] - t).norm(dim=-1) * 1000)
+        res["c_err"].append((out["loc_centre"] - c).norm(dim=-1))
+        res["s_err"].append(torch.log(out["loc_side"] / model.meta.crop_factor / cb[:, 2]).abs())
+    r = {k: torch.cat(v).cpu().numpy() for k, v in res.items()}
+    med = lambda a: float(np.median(a)) if len(a) else float("nan")  # noqa: E731
+    return {"val_re_med_deg": med(r["re"]), "val_te_med_mm": med(r["te"]),
+            "val_acc_5deg_5mm": float(np.mean((r["re"] < 5) & (r["te"] < 5))) if len(r["re"]) else float("nan"),
+            "val_re_med_deg_gtcrop": med(r["re_gt"]), "val_te_med_mm_gtcrop": med(r["te_gt"]),
+            "val_loc_centre_err_px": med(r["c_err"]), "val_loc_size_err": med(r["s_err"]),
+            "val_n": int(len(idx))}
+
+
+def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConfig, pipeline, ctx,
+               gen: torch.Generator, device: torch.device):
+    """Forward + losses for one batch. → (loss, parts dict, per-sample ADR success (B,) bool)."""
+    nl = max(1, int(round(len(b) * cfg.loc_batch_frac)))
+    frames = pipeline.augment(to_float(data.frames[b[:nl]], device), ctx)
+    crops_r = to_float(data.crops[b], device)
+    cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
+    R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
+    box = jittered_boxes(c, cb[:, 2] * cfg.crop_factor, cfg.jitter_scale, cfg.jitter_shift, gen)
+    crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
+    R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
+    out_r = model.regressor(crops)
+    l_reg, (l_rot, l_c, l_d) = model.reg_loss(out_r, R_allo, off, code, (cfg.w_rot, cfg.w_centre, cfg.w_depth))
+    l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
+    loss = l_reg.mean() + cfg.w_loc * l_loc
+    with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
+        Rp = G.rot6d_to_matrix(out_r["rot6d"])
+        re = G.sym_rotation_error_deg(Rp, R_allo, model.syms)
+        dz = (out_r["depth_code"] - code).abs()  # |log z_pred/z_gt|
+        success = (re < cfg.adr_success_deg) & (dz < math.log1p(cfg.adr_success_depth))
+    parts = {"train_rot": l_rot.detach().mean().item(), "train_centre": l_c.detach().mean().item(),
+             "train_depth": l_d.detach().mean().item(), "train_loc": l_loc.detach().item()}
+    return loss, parts, success
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
+    lines = [",".join(CURVE_KEYS)]
+    for r in rows:
+        lines.append(",".join("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]))
+                              for k in CURVE_KEYS))
+    atomic_write_text(out / "curves.csv", "\n".join(lines) + "\n")
+    if not png:
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        ep = [r["epoch"] for r in rows]
+        fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+        for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_loc"):
+            ax[0].plot(ep, [r[k] for r in rows], label=k)
+        ax[0].set_yscale("log"); ax[0].set_title("training losses"); ax[0].legend(fontsize=7)
+        ax[1].plot(ep, [r["val_re_med_deg"] for r in rows], label="end to end")
+        ax[1].plot(ep, [r["val_re_med_deg_gtcrop"] for r in rows], "--", label="GT crop")
+        ax[1].set_title("val median rotation error (deg)"); ax[1].legend(fontsize=7)
+        ax[2].plot(ep, [r["val_te_med_mm"] for r in rows], label="end to end")
+        ax[2].plot(ep, [r["val_te_med_mm_gtcrop"] for r in rows], "--", label="GT crop")
+        ax[2].set_title("val median translation error (mm)"); ax[2].legend(fontsize=7)
+        for a in ax:
+            a.set_xlabel("epoch"); a.grid(alpha=0.3)
+        fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
+        tmp = out / ".curves.tmp.png"
+        fig.savefig(tmp, dpi=90)
+        plt.close(fig)
+        os.replace(tmp, out / "curves.png")
+    except Exception as e:  # plotting must never lose a training run
+        warnings.warn(f"curves.png not written: {e}")
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train; returns the checkpoint path (OUT/model.pt). See the module docstring."""
+    cfg.check()
+    device = pick_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out)
+    ckpt_path = out / "model.pt"
+    ds = _load_dataset(cfg.data)
+    manifest = ds.manifest
+    pipeline = make_pipeline(cfg.pipeline, cfg.config_space, cfg.seed, device)
+    pipeline.check_dataset(manifest, cfg.data)
+    data = PoseData.from_dataset(ds, cfg.max_samples)
+    if len(data) < 2:
+        raise UserError(f"--data {cfg.data}: need at least 2 samples, found {len(data)}")
+    train_idx, val_idx = split_indices(len(data), cfg.val_frac)
+    val_idx = val_idx[:cfg.val_max]
+    if hasattr(pipeline, "attach"):
+        pipeline.attach(ds.params[:len(data)], train_idx)
+    spec = ds.spec
+    meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
+                     crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
+                     reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden)
+    model = build_model(meta, spec.symmetries, cfg.seed).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    start_epoch, rows, train_time = 0, [], 0.0
+
+    if cfg.resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, map_location=device)
+        if ck.get("dataset_hash") != manifest.get("content_hash") or ck["config"]["pipeline"] != cfg.pipeline:
+            raise UserError(f"{ckpt_path}: --resume: the checkpoint was trained on another dataset or pipeline")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        pipeline.load_state_dict(ck.get("pipeline_state", {}))
+        start_epoch, rows, train_time = ck["epoch"] + 1, ck["history"], ck["train_time_s"]
+    elif ckpt_path.exists() and not cfg.resume:
+        warnings.warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
+    if start_epoch == 0:
+        with torch.no_grad():  # start the depth head at the data's mean depth code
+            b = torch.as_tensor(train_idx[:512])
+            K, cb, c = data.K_full[b], data.crop_box[b], data.centre[b]
+            _, _, code, _ = model.reg_targets(data.R[b], data.t[b], K, G.box_around(c, cb[:, 2] * cfg.crop_factor))
+            model.regressor.head.bias[8] = code.mean().to(device)
+
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress, unit="step",
+               dynamic_ncols=True, desc=f"train {cfg.pipeline}")
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        rng, gen = seed_epoch(cfg.seed, epoch)
+        pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch)
+        model.train()
+        t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
+        for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg)
+            b = torch.as_tensor(idx)
+            loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            pipeline.report(ctx, success)
+            step += 1
+            n_b += 1
+            n_img += len(idx)
+            parts["train_loss"] = loss.detach().item()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if n_b % cfg.log_every == 0 or n_b == steps_per_epoch:
+                ips = n_img / max(1e-9, time.perf_counter() - t0)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{sums['train_loss'] / n_b:.3f}", img_s=f"{ips:.0f}")
+            bar.update(1)
+        ep_time = time.perf_counter() - t0
+        train_time += ep_time
+        row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total, cfg),
+               **{k: v / max(1, n_b) for k, v in sums.items()}, "epoch_time_s": ep_time,
+               "img_per_s": n_img / max(1e-9, ep_time)}
+        row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
+        rows.append(row)
+        bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
+                  f"te {row['val_te_med_mm']:.2f} mm (GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
+                  f"{row['val_te_med_mm_gtcrop']:.2f} mm)  loc {row['val_loc_centre_err_px']:.1f} px")
+        pipeline.end_epoch(out)
+        ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
+              "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
+              "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
+              "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
+              "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed}
+        _atomic_torch_save(ck, ckpt_path)
+        # the PNG costs a second or two: every 5 epochs and at the end
+        _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
+        _write_card(ck, manifest, out)
+    bar.close()
+    return ckpt_path
+
+
+def _write_card(ck: dict, manifest: dict, out: Path) -> None:
+    last = ck["history"][-1] if ck["history"] else {}
+    atomic_write_json(out / "model_card.json", {
+        "format": "sim2real-pose-card/1", "checkpoint": "model.pt", "object_name": ck["object_name"],
+        "pipeline": ck["config"]["pipeline"], **ck["pipeline_card"], "config": ck["config"], "meta": ck["meta"],
+        "dataset": {"path": ck["dataset"], "content_hash": ck["dataset_hash"], "n": manifest.get("n"),
+                    "randomization": manifest.get("randomization"), "refined_by": manifest.get("refined_by")},
+        "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
+        "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"]})
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load and sanity-check a pose checkpoint; problems are UserErrors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model checkpoint not found")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated file, not a torch file, …
+        raise UserError(f"{path}: not a readable pose-model checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+        raise UserError(f"{path}: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
+    return ck

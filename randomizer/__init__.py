@@ -1,0 +1,19 @@
+"""Randomization: one declared parameter space shared by render time and train time, image-level
+randomization with kornia, and Automatic Domain Randomization.
+
+Public surface:
+- space:  load_space(path|None) -> ParamSpace, Param  (randomizer/default.yaml is the shipped space)
+- image:  ImageRandomizer(space, ranges) — batched, seeded, replayable kornia image randomization
+- adr:    ADR(space, ADRConfig, seed), ADRConfig, ADRDraw, write_adr_log(rows, out_dir),
+          interpolate_ranges(space, level) (nominal 0 → widest 1, grown as ADR grows them)
+- pool:   pool_indices(params, space, render_ranges, boundary=None, tol=0.05, min_count=0),
+          pool_sample_params(space, rng, q_nominal) — render-time ADR through a pre-rendered pool
+- CLI:    `sim2real randomizer show` (randomizer/commands.py)
+"""
+from randomizer.space import Param, ParamSpace, load_space
+from randomizer.image import ImageRandomizer
+from randomizer.adr import ADR, ADRConfig, ADRDraw, interpolate_ranges, write_adr_log
+from randomizer.pool import pool_indices, pool_sample_params
+
+__all__ = ["Param", "ParamSpace", "load_space", "ImageRandomizer", "ADR", "ADRConfig", "ADRDraw",
+           "write_adr_log", "interpolate_ranges", "pool_indices", "pool_sample_params"]

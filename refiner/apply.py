@@ -1,0 +1,114 @@
+"""Apply a trained refiner: to image arrays, or to a whole synthetic dataset (labels untouched).
+
+What gets refined: the crops (C×C), i.e. what the pose model's crop regressor learns from. The
+refiner was trained on crop-scale patches (one crop pixel ≈ side/C camera pixels, see data.py); the
+low-res full frames are at a different scale (4–5 camera px per pixel at 160×120), where the
+real/synthetic gap the refiner learned (sensor noise, JPEG softness, local colour) is mostly averaged
+away, and a refiner applied off its training scale can invent texture. So frames are copied by
+default (`frames="copy"`); `frames="refine"` applies the same refiner to them anyway. Either way the
+choice is recorded in the output manifest under refined_by.frames.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.device import pick_device
+from core.io import UserError, code_version
+from refiner.data import to_tensor, to_uint8
+from refiner.model import Refiner
+from refiner.train import CKPT_FORMAT
+
+
+def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[Refiner, dict]:
+    """(refiner in eval mode on device, metadata dict without the weights)."""
+    ckpt = Path(ckpt)
+    if ckpt.is_dir():
+        ckpt = ckpt / "refiner.pt"
+    if not ckpt.is_file():
+        raise UserError(f"{ckpt}: refiner checkpoint not found")
+    try:
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt/truncated/other pickle
+        raise UserError(f"{ckpt}: not a readable refiner checkpoint ({type(e).__name__})") from None
+    if not isinstance(st, dict) or st.get("format") != CKPT_FORMAT:
+        raise UserError(f"{ckpt}: format: expected a {CKPT_FORMAT} checkpoint (from `refine train`)")
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    R = Refiner(**st["arch"])
+    R.load_state_dict(st["state_dict"])
+    R = R.to(device).eval()
+    if device.type == "cpu":
+        R = R.to(memory_format=torch.channels_last)
+    meta = {k: v for k, v in st.items() if k != "state_dict"}
+    meta["path"] = str(ckpt.resolve())
+    meta["sha256"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    return R, meta
+
+
+def refine_images(R: Refiner, images: np.ndarray, batch: int = 64, progress: bool = False) -> np.ndarray:
+    """uint8 (n,H,W,3) → refined uint8 (n,H,W,3) (same shape and dtype)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise UserError(f"images: expected uint8 (n,H,W,3), got {images.dtype} {images.shape}")
+    device = next(R.parameters()).device
+    out = np.empty_like(images)
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(images), batch), desc="refine", unit="batch", leave=False, disable=not progress):
+            x = to_tensor(images[i:i + batch], device)
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[i:i + batch] = to_uint8(R(x))
+    return out
+
+
+def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
+                   frames: str = "copy", batch: int = 64) -> Path:
+    """Write a refined copy of a synthetic dataset: crops refined (and frames if frames="refine"),
+    labels/params/masks byte-identical; the manifest gets a `refined_by` entry. Returns out_dir."""
+    from render.dataset import SyntheticDataset, write_derived
+
+    if frames not in ("copy", "refine"):
+        raise UserError(f"--frames {frames}: expected copy or refine")
+    dev = pick_device(device)
+    R, meta = load_refiner(ckpt, dev)
+    src = SyntheticDataset(data_dir)
+    crop_px = int(src.manifest.get("crop_px", -1))
+    if crop_px != meta["crop_px"]:
+        raise UserError(f"{meta['path']}: crop_px: this refiner was trained on {meta['crop_px']}-px crops, "
+                        f"but {src.root} has {crop_px}-px crops (train a refiner on a dataset with --crop-px {crop_px})")
+    if src.manifest.get("object_name") != meta["synthetic"].get("object_name"):
+        raise UserError(f"{meta['path']}: object: refiner trained on {meta['synthetic'].get('object_name')!r}, "
+                        f"dataset {src.root} shows {src.manifest.get('object_name')!r}")
+    real = meta["real"]
+    refined_by = {
+        "refiner": meta["path"], "refiner_sha256": meta["sha256"], "method": "simgan",
+        "arch": meta["arch"], "crop_px": meta["crop_px"], "patch_px": meta["patch_px"],
+        "lam": meta["lam"], "k_g": meta["k_g"], "k_d": meta["k_d"], "steps": meta["steps_done"],
+        "seed": meta["seed"], "profile": meta["profile"], "refiner_code_version": meta["code_version"],
+        "apply_code_version": code_version(),
+        "crops": "refined", "frames": "refined" if frames == "refine" else "copied",
+        "trained_on": {"synthetic": meta["synthetic"],
+                       "real_root": real["root"], "real_kind": real["kind"], "real_sessions": real["sessions"],
+                       "real_include": real["include"], "real_exclude": real["exclude"],
+                       "n_real_files": len(real["files"]), "real_files": real["files"]},
+    }
+    n_shards = len(src.manifest["shards"])
+    bar = tqdm(total=n_shards * (2 if frames == "refine" else 1), desc="refine dataset", unit="shard", leave=False)
+
+    def crops_fn(a: np.ndarray) -> np.ndarray:
+        r = refine_images(R, a, batch)
+        bar.update(1)
+        return r
+
+    def frames_fn(a: np.ndarray) -> np.ndarray:
+        r = refine_images(R, a, batch)
+        bar.update(1)
+        return r
+
+    out = write_derived(src, out_dir, frames_fn if frames == "refine" else None, crops_fn,
+                        {"refined_by": refined_by})
+    bar.close()
+    return Path(out)

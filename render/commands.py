@@ -1,0 +1,78 @@
+"""CLI commands of the render stage: generate, show, export."""
+from __future__ import annotations
+
+import click
+
+from core.io import UserError
+
+
+@click.command()
+@click.option("--object", "object_", default="aruco-cube", show_default=True,
+              help="Built-in object (aruco-cube, trifinger-cube, plain-cube) or a spec YAML/JSON file.")
+@click.option("--n", type=int, required=True, help="Number of samples.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output dataset folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Render processes (same bytes for any N).")
+@click.option("--like-real", type=click.Path(), default=None,
+              help="Real BOP set (or a name such as aruco-cube) whose cameras (K, size) to imitate.")
+@click.option("--camera", "camera_file", type=click.Path(), default=None,
+              help='JSON file {"cam_K": [9 numbers], "width": W, "height": H}.')
+@click.option("--randomization", type=click.Choice(["nominal", "dr", "widest"]), default="nominal",
+              show_default=True, help="Render-time ranges: nominal (plain), dr, or widest (an ADR pool).")
+@click.option("--space", "space_file", type=click.Path(), default=None, help="Randomization parameter space YAML.")
+@click.option("--scene", "scene_file", type=click.Path(), default=None, help="Scene spec YAML (camera/cube ranges).")
+@click.option("--drop", type=click.Choice(["bottom", "any", "free"]), default=None,
+              help="Cube orientation: settled bottom-down (default), settled on any face, or free in the air.")
+@click.option("--frame-width", type=int, default=160, show_default=True, help="Working width of the full frame (px).")
+@click.option("--crop-px", type=int, default=128, show_default=True, help="Side of the zoomed crop (px).")
+@click.option("--crop-scale", type=float, default=2.0, show_default=True, help="Crop side / cube's projected size.")
+@click.option("--shard-size", type=int, default=250, show_default=True)
+def generate(object_, n, out, seed, workers, like_real, camera_file, randomization, space_file, scene_file, drop,
+             frame_width, crop_px, crop_scale, shard_size):
+    """Render a synthetic dataset of the cube with exact pose labels (resumable: rerun to continue)."""
+    from render.generate import (GenerateConfig, cameras_from_k_file, cameras_like_real, generate_dataset,
+                                 load_scene_file)
+    if like_real and camera_file:
+        raise UserError("--like-real and --camera are exclusive")
+    cfg = GenerateConfig(object=object_, n=n, seed=seed, randomization=randomization, space_file=space_file,
+                         frame_width=frame_width, crop_px=crop_px, crop_scale=crop_scale, shard_size=shard_size)
+    if scene_file:
+        cfg.scene = load_scene_file(scene_file)
+    if drop:
+        cfg.scene["drop_orientation"] = drop
+    if like_real:
+        from eval.real_sets import resolve_real
+        cfg.cameras = cameras_like_real(str(resolve_real(like_real)))
+    elif camera_file:
+        cfg.cameras = cameras_from_k_file(camera_file)
+    path = generate_dataset(cfg, out, workers=workers)
+    click.echo(f"dataset: {path}")
+
+
+@click.command()
+@click.option("--data", type=click.Path(), required=True, help="Dataset folder.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG contact sheet to write.")
+@click.option("--n", type=int, default=24, show_default=True)
+def show(data, out, n):
+    """Contact sheet of frames and crops with the labelled pose drawn (a visual label check)."""
+    from render.dataset import SyntheticDataset
+    from render.show import contact_sheet
+    if n <= 0:
+        raise UserError(f"--n: expected a positive number, got {n}")
+    contact_sheet(SyntheticDataset(data), out, n=n)
+    click.echo(f"contact sheet: {out}")
+
+
+@click.command()
+@click.option("--data", type=click.Path(), required=True, help="Dataset folder.")
+@click.option("--format", "fmt", type=click.Choice(["bop"]), default="bop", show_default=True)
+@click.option("--images", type=click.Choice(["frames", "crops"]), default="frames", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def export(data, fmt, images, out):
+    """Export a synthetic dataset (frames or crops with their K) as a BOP dataset."""
+    from render.dataset import SyntheticDataset
+    from render.export import export_bop
+    click.echo(f"BOP dataset: {export_bop(SyntheticDataset(data), out, images=images)}")
+
+
+COMMANDS = [generate, show, export]

@@ -1,0 +1,216 @@
+"""`sim2real generate`: render a synthetic dataset on N worker processes, resumably.
+
+Sample i draws everything from np.random.default_rng([seed, i]) and the simulation is reset for every
+sample, so the bytes depend on (config, seed) only — not on the number of workers or on interruptions.
+Shards are written to a temp folder and renamed; `generate.json` holds the config while the run is in
+progress, `manifest.json` appears only when every shard is there.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from core.io import UserError, atomic_write_json, code_version, read_json, sha256_of_json
+from core.objects import load_object_spec
+from randomizer.space import load_space
+from render.dataset import FORMAT, is_dataset, labels_array, shard_name, write_shard
+from render.scene import DEFAULT_CAMERA, Camera, SceneRenderer, SceneSpec
+
+RANDOMIZATION_LEVELS = ("nominal", "dr", "widest")
+
+
+@dataclass
+class GenerateConfig:
+    object: str = "aruco-cube"
+    n: int = 1000
+    seed: int = 0
+    randomization: str = "nominal"         # which render-time ranges of the parameter space to sample
+    space_file: str | None = None          # parameter-space YAML (default: randomizer/default.yaml)
+    scene: dict[str, Any] = field(default_factory=dict)  # SceneSpec overrides
+    cameras: list[dict[str, Any]] = field(default_factory=lambda: [DEFAULT_CAMERA.to_dict()])
+    frame_width: int = 160                 # working resolution of the full frame (height keeps the aspect)
+    crop_px: int = 128
+    crop_scale: float = 2.0                # crop side / the cube's projected size
+    shard_size: int = 250
+
+    def validate(self) -> "GenerateConfig":
+        if not isinstance(self.n, int) or self.n <= 0:
+            raise UserError(f"--n: expected a positive number of samples, got {self.n}")
+        if self.randomization not in RANDOMIZATION_LEVELS:
+            raise UserError(f"--randomization: expected one of {', '.join(RANDOMIZATION_LEVELS)}, got {self.randomization!r}")
+        if not 16 <= self.frame_width <= 2048:
+            raise UserError(f"--frame-width: expected 16..2048 px, got {self.frame_width}")
+        if not 16 <= self.crop_px <= 1024:
+            raise UserError(f"--crop-px: expected 16..1024 px, got {self.crop_px}")
+        if not 1.0 <= self.crop_scale <= 6.0:
+            raise UserError(f"--crop-scale: expected 1..6, got {self.crop_scale}")
+        if self.shard_size <= 0:
+            raise UserError(f"--shard-size: expected a positive integer, got {self.shard_size}")
+        load_object_spec(self.object)
+        load_space(self.space_file)
+        SceneSpec.from_dict(self.scene, "scene")
+        return self
+
+    def frame_size(self, cam: dict[str, Any]) -> tuple[int, int]:
+        return self.frame_width, max(8, int(round(self.frame_width * cam["height"] / cam["width"])))
+
+
+def load_scene_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: scene file not found")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{p}: expected a mapping of scene fields")
+    SceneSpec.from_dict(d, str(p))
+    return d
+
+
+def cameras_from_k_file(path: str) -> list[dict[str, Any]]:
+    """A JSON file {"cam_K": 9 numbers or 3×3, "width": W, "height": H}."""
+    d = read_json(path, "camera file")
+    try:
+        K = np.asarray(d["cam_K"], dtype=np.float64).reshape(3, 3)
+        w, h = int(d["width"]), int(d["height"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}}") from None
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or w <= 0 or h <= 0:
+        raise UserError(f"{path}: cam_K must have positive focal lengths and width/height positive")
+    return [{"K": K.tolist(), "width": w, "height": h}]
+
+
+def cameras_like_real(bop_root: str) -> list[dict[str, Any]]:
+    """Every distinct camera (K, size) of a real BOP set, so synthetic and real images share intrinsics."""
+    from eval.bop import load_bop_scenes  # the one BOP reader of the project
+    seen: dict[str, dict[str, Any]] = {}
+    for im in load_bop_scenes(bop_root):
+        cam = {"K": np.round(np.asarray(im.K, dtype=np.float64), 6).tolist(), "width": im.width, "height": im.height}
+        seen.setdefault(json.dumps(cam, sort_keys=True), cam)
+    if not seen:
+        raise UserError(f"{bop_root}: no images found in this BOP set")
+    return list(seen.values())
+
+
+# ------------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg_dict: dict[str, Any]) -> None:
+    cfg = GenerateConfig(**cfg_dict)
+    spec = load_object_spec(cfg.object)
+    space = load_space(cfg.space_file)
+    scene = SceneSpec.from_dict(cfg.scene)
+    renderers = []
+    for cam in cfg.cameras:
+        camera = Camera(np.asarray(cam["K"], dtype=np.float64), cam["width"], cam["height"])
+        renderers.append(SceneRenderer(spec, scene, camera, space, cfg.frame_size(cam), cfg.crop_px, cfg.crop_scale))
+    _WORKER.update(cfg=cfg, renderers=renderers, ranges=space.ranges(cfg.randomization, "render"))
+
+
+def _render_shard(job: tuple[int, int, int, str]) -> tuple[int, str, int]:
+    k, start, stop, out = job
+    cfg, renderers, ranges = _WORKER["cfg"], _WORKER["renderers"], _WORKER["ranges"]
+    samples = []
+    for i in range(start, stop):
+        rng = np.random.default_rng([cfg.seed, i])
+        cam_idx = int(rng.integers(len(renderers)))
+        s = renderers[cam_idx].render_sample(rng, ranges)
+        s.params["camera_index"] = cam_idx
+        samples.append(s)
+    digest = write_shard(Path(out) / "shards" / shard_name(k),
+                         np.stack([s.frame for s in samples]), np.stack([s.frame_mask for s in samples]),
+                         np.stack([s.crop for s in samples]), np.stack([s.crop_mask for s in samples]),
+                         labels_array([s.labels for s in samples]), [s.params for s in samples])
+    return k, digest, stop - start
+
+
+def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: int = 1,
+                     progress: bool = True) -> Path:
+    """Render (or resume) the dataset described by cfg into out_dir. Returns out_dir."""
+    cfg.validate()
+    if workers < 1:
+        raise UserError(f"--workers: expected ≥ 1, got {workers}")
+    if len({cfg.frame_size(c) for c in cfg.cameras}) != 1:
+        raise UserError("the target cameras have different aspect ratios; generate one dataset per camera")
+    out = Path(out_dir)
+    job_cfg = asdict(cfg)
+    key = sha256_of_json(job_cfg)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if is_dataset(out):
+        m = read_json(out / "manifest.json", "manifest")
+        if m.get("config_hash") == key:
+            if progress:
+                print(f"{out}: already complete ({m['n']} samples), nothing to do")
+            return out
+        raise UserError(f"{out}: holds a dataset made with other settings; choose another --out or delete it")
+    if (out / "generate.json").is_file():
+        prev = read_json(out / "generate.json", "generate state")
+        if prev.get("config_hash") != key:
+            raise UserError(f"{out}: holds an interrupted run with other settings; rerun it with the same "
+                            f"arguments, or delete the folder")
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists, is not empty and is not a sim2real dataset; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "generate.json", {"config": job_cfg, "config_hash": key})
+
+    n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
+    jobs, digests = [], {}
+    for k in range(n_shards):
+        start, stop = k * cfg.shard_size, min(cfg.n, (k + 1) * cfg.shard_size)
+        done = out / "shards" / shard_name(k)
+        if (done / "params.json").is_file():  # shards appear by rename, so a present one is complete
+            from render.dataset import shard_sha256
+            digests[k] = shard_sha256(done)
+        else:
+            jobs.append((k, start, stop, str(out)))
+    t0 = time.time()
+    bar = tqdm(total=cfg.n, initial=cfg.n - sum(j[2] - j[1] for j in jobs), unit="img", desc="render",
+               disable=not progress, dynamic_ncols=True)
+    if jobs:
+        if workers == 1:
+            _worker_init(job_cfg)
+            for job in jobs:
+                k, digest, n = _render_shard(job)
+                digests[k] = digest
+                bar.update(n)
+        else:
+            ctx = mp.get_context("spawn")  # fresh interpreters: no inherited PyBullet state
+            with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init, initargs=(job_cfg,)) as pool:
+                for k, digest, n in pool.imap_unordered(_render_shard, jobs):
+                    digests[k] = digest
+                    bar.update(n)
+    bar.close()
+
+    spec = load_object_spec(cfg.object)
+    space = load_space(cfg.space_file)
+    shards = [{"name": shard_name(k), "n": min(cfg.n, (k + 1) * cfg.shard_size) - k * cfg.shard_size,
+               "sha256": digests[k]} for k in range(n_shards)]
+    cam0 = cfg.cameras[0]
+    fw, fh = cfg.frame_size(cam0)
+    manifest = {
+        "format": FORMAT, "object_name": cfg.object, "object": spec.to_dict(),
+        "scene": SceneSpec.from_dict(cfg.scene).to_dict(), "cameras": cfg.cameras,
+        "randomization": {"level": cfg.randomization, "space": space.to_dict(),
+                          "ranges": {k: list(v) for k, v in space.ranges(cfg.randomization, "render").items()}},
+        "seed": cfg.seed, "n": cfg.n, "shard_size": cfg.shard_size, "frame_hw": [fh, fw], "crop_px": cfg.crop_px,
+        "crop_scale": cfg.crop_scale, "full_hw": [cam0["height"], cam0["width"]], "K_full": cam0["K"],
+        "shards": shards, "code_version": code_version(), "config": job_cfg, "config_hash": key,
+        "content_hash": sha256_of_json([s["sha256"] for s in shards]),
+        "render_seconds_this_run": round(time.time() - t0, 2),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    (out / "generate.json").unlink(missing_ok=True)
+    return out
