@@ -1,6 +1,8 @@
 """CLI: `sim2real train` and `sim2real predict`."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from core.io import UserError
@@ -18,7 +20,8 @@ from pose_model.config import PIPELINES, PROFILES
 @click.option("--max-samples", type=int, default=None, help="Use only the first N samples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
-@click.option("--threads", "num_threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+@click.option("--threads", "num_threads", type=int, default=None,
+              help="torch CPU threads (default: 1 for quick/default, torch's choice for full).")
 @click.option("--resume", is_flag=True, help="Continue OUT/model.pt from its last finished epoch.")
 @click.option("--config-space", type=click.Path(), default=None,
               help="Randomization parameter space YAML for dr/adr (default: randomizer/default.yaml).")
@@ -31,7 +34,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
                       max_samples=max_samples, seed=seed, device=device, resume=resume, config_space=config_space,
                       num_threads=num_threads)
-    path = train(cfg, progress=not quiet)
+    path = train(cfg, progress=not quiet and sys.stderr.isatty())
     click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")
 
 
@@ -45,7 +48,9 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--scenes", default=None, help="Comma-separated BOP scene ids (default: all).")
 @click.option("--overlays", default=None, help="Folder for images with the predicted cube drawn on them.")
 @click.option("--device", default="auto", show_default=True)
-def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device):
+@click.option("--diagnostic-gt-crop", is_flag=True,
+              help="DIAGNOSTIC: crop around the labelled pose instead of the localizer's estimate (--real only).")
+def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop):
     """Predict cube poses on real images → BOP results CSV (scene_id,im_id,obj_id,score,R,t,time)."""
     from pose_model.predict import predict_bop, predict_images
     if (real is None) == (images is None):
@@ -60,7 +65,8 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
             scene_ids = [int(s) for s in scenes.split(",") if s.strip()] if scenes else None
         except ValueError:
             raise UserError(f"--scenes {scenes}: expected comma-separated integers") from None
-        path = predict_bop(ckpt, resolve_real(real), out, scene_ids, device, overlays, progress=True)
+        path = predict_bop(ckpt, resolve_real(real), out, scene_ids, device, overlays, progress=sys.stderr.isatty(),
+                           diagnostic_gt_crop=diagnostic_gt_crop)
     click.echo(f"wrote {path}")
 
 

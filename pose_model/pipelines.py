@@ -16,13 +16,19 @@ calls `check_dataset`, `batches`, `augment`, `report`, `state_dict`/`load_state_
 """
 from __future__ import annotations
 
-import warnings
+import sys
+
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from core.io import UserError
+
+
+def warn(msg: str) -> None:
+    """A one-line warning on stderr (not Python's warnings machinery, which also prints the source line)."""
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
 def _randomization_name(manifest: dict) -> str | None:
@@ -57,7 +63,7 @@ class Pipeline:
     # (1) ------------------------------------------------------------------------------------------
     def check_dataset(self, manifest: dict, data_dir: str) -> None:
         if manifest.get("refined_by") and self.name in ("none", "dr", "adr"):
-            warnings.warn(f"{data_dir}: this dataset was refined by a SimGAN refiner; pipeline "
+            warn(f"{data_dir}: this dataset was refined by a SimGAN refiner; pipeline "
                           f"{self.name!r} is meant for rendered data (use simgan or simgan+dr)")
 
     # (2) ------------------------------------------------------------------------------------------
@@ -112,7 +118,7 @@ class DRPipeline(Pipeline):
         super().check_dataset(manifest, data_dir)
         which = _randomization_name(manifest)
         if which not in ("dr", "widest"):
-            warnings.warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; pipeline dr expects "
+            warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; pipeline dr expects "
                           f"a dataset generated with `--randomization dr` (image randomization still applies)")
 
 
@@ -154,7 +160,7 @@ class ADRPipeline(Pipeline):
         super().check_dataset(manifest, data_dir)
         which = _randomization_name(manifest)
         if which != "widest":
-            warnings.warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; ADR samples the "
+            warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; ADR samples the "
                           f"render-time ranges from a pool generated with `--randomization widest`")
 
     def batches(self, train_idx, batch_size, rng):

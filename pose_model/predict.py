@@ -37,6 +37,8 @@ class PoseEstimator:
     def load(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu",
              refine_iters: int | None = None) -> "PoseEstimator":
         dev = device if isinstance(device, torch.device) else pick_device(device)
+        if dev.type == "cpu":  # one image at a time: extra threads only spin (20× slower on a busy CPU)
+            torch.set_num_threads(1)
         ck = load_checkpoint(ckpt, map_location="cpu")
         try:
             spec = spec_from_dict(ck["object"], f"{ckpt}: object")
@@ -64,7 +66,9 @@ class PoseEstimator:
         return out["R"], out["t_m"], out["score"]
 
     @torch.no_grad()
-    def predict_full(self, image_rgb: np.ndarray, K: np.ndarray) -> dict:
+    def predict_full(self, image_rgb: np.ndarray, K: np.ndarray, box: np.ndarray | None = None) -> dict:
+        """As predict, plus the crop box used. box (x0, y0, side): skip the localizer and crop there
+        (the ground-truth-crop DIAGNOSTIC only; never for a reported end-to-end score)."""
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
             raise UserError(f"expected an RGB image (H,W,3), got shape {image_rgb.shape}")
         m = self.model
@@ -81,7 +85,8 @@ class PoseEstimator:
             aa = int(max(2, min(8, np.ceil(float(box[0, 2]) / n))))
             return G.crop_images(full_t, box, n, antialias=aa)
 
-        out = m.infer(frame_t, crop_source, K_t, self.refine_iters, image_hw=(H, W))
+        boxes = None if box is None else torch.as_tensor(np.asarray(box, np.float32), device=dev)[None]
+        out = m.infer(frame_t, crop_source, K_t, self.refine_iters, boxes=boxes, image_hw=(H, W))
         return {"R": out["R"][0].double().cpu().numpy(), "t_m": out["t_m"][0].double().cpu().numpy(),
                 "score": float(out["score"][0]), "box": out["box"][0].cpu().numpy()}
 
@@ -109,10 +114,23 @@ def draw_overlay(image_rgb: np.ndarray, R: np.ndarray, t_m: np.ndarray, K: np.nd
     return img
 
 
+def gt_crop_box(spec, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, crop_factor: float) -> np.ndarray:
+    """The crop the regressor would get from a perfect localizer (the renderer's rule: side = 2 × the larger
+    side of the projected corners' bounding box, centred on the projected centre) × crop_factor."""
+    from core.camera import project_points
+    c = project_points(spec.corners_m(), R, t_m, K)
+    side = 2.0 * float((c.max(0) - c.min(0)).max()) * crop_factor
+    u, v = project_points(np.zeros((1, 3)), R, t_m, K)[0]
+    return np.array([u + 0.5 - side / 2, v + 0.5 - side / 2, side])
+
+
 def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: str | os.PathLike,
                 scene_ids=None, device: str = "auto", overlays: str | os.PathLike | None = None,
-                progress: bool = False) -> Path:
-    """Predict every image of a BOP set (labels are never read for the prediction) → BOP results CSV."""
+                progress: bool = False, diagnostic_gt_crop: bool = False) -> Path:
+    """Predict every image of a BOP set (labels are never read for the prediction) → BOP results CSV.
+
+    diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
+    skipped): isolates the crop regressor's transfer; a diagnostic, never an end-to-end score."""
     from eval.bop import load_bop_scenes, read_models_info, write_results_csv
     est = PoseEstimator.load(ckpt, device)
     root = Path(real_root)
@@ -132,8 +150,15 @@ def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: 
     from tqdm import tqdm
     for im in tqdm(images, disable=not progress, desc="predict", unit="img"):
         rgb = read_rgb(im.rgb_path)
+        box = None
+        if diagnostic_gt_crop:
+            g = next((g for g in im.gts if g.obj_id == est.spec.obj_id), None)
+            if g is None:
+                continue
+            box = gt_crop_box(est.spec, g.R, g.t_mm / 1000, im.K, est.model.meta.crop_factor)
         t0 = time.perf_counter()
-        R, t, score = est.predict(rgb, im.K)
+        o = est.predict_full(rgb, im.K, box)
+        R, t, score = o["R"], o["t_m"], o["score"]
         dt = time.perf_counter() - t0
         rows.append({"scene_id": im.scene_id, "im_id": im.im_id, "obj_id": est.spec.obj_id, "score": score,
                      "R": R, "t_mm": t * 1000, "time_s": dt})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pose_model import geometry as G
 from pose_model.config import TrainConfig
 from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, split_indices, to_float
 from pose_model.model import ModelMeta, PoseModel
-from pose_model.pipelines import make_pipeline
+from pose_model.pipelines import make_pipeline, warn
 
 CKPT_FORMAT = "sim2real-pose/1"
 CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_loc",
@@ -155,7 +154,7 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
         plt.close(fig)
         os.replace(tmp, out / "curves.png")
     except Exception as e:  # plotting must never lose a training run
-        warnings.warn(f"curves.png not written: {e}")
+        warn(f"curves.png not written: {e}")
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -196,7 +195,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         pipeline.load_state_dict(ck.get("pipeline_state", {}))
         start_epoch, rows, train_time = ck["epoch"] + 1, ck["history"], ck["train_time_s"]
     elif ckpt_path.exists() and not cfg.resume:
-        warnings.warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
+        warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
     if start_epoch == 0:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])

@@ -11,9 +11,18 @@ Public surface:
 - CLI:    `sim2real randomizer show` (randomizer/commands.py)
 """
 from randomizer.space import Param, ParamSpace, load_space
-from randomizer.image import ImageRandomizer
-from randomizer.adr import ADR, ADRConfig, ADRDraw, interpolate_ranges, write_adr_log
-from randomizer.pool import pool_indices, pool_sample_params
+
+# The torch-based parts load on first use: render workers import randomizer.space and stay torch-free.
+_LAZY = {"ImageRandomizer": "randomizer.image", "ADR": "randomizer.adr", "ADRConfig": "randomizer.adr",
+         "ADRDraw": "randomizer.adr", "interpolate_ranges": "randomizer.adr", "write_adr_log": "randomizer.adr",
+         "pool_indices": "randomizer.pool", "pool_sample_params": "randomizer.pool"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'randomizer' has no attribute {name!r}")
 
 __all__ = ["Param", "ParamSpace", "load_space", "ImageRandomizer", "ADR", "ADRConfig", "ADRDraw",
            "write_adr_log", "interpolate_ranges", "pool_indices", "pool_sample_params"]

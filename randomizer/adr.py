@@ -40,11 +40,14 @@ SIDES = ("low", "high")
 
 @dataclass
 class ADRConfig:
+    # Defaults sized for a CPU budget of a few thousand steps: with the shipped space's 44 boundaries one
+    # decision per boundary takes 44 * m / p_b = 352 steps, and 1 / delta_frac = 5 widenings reach a hard
+    # limit. Each score is a batch's success fraction, so m = 4 averages ~256 samples.
     p_b: float = 0.5            # probability that a draw pins one boundary
-    m: int = 8                  # scores per boundary buffer before a decision
+    m: int = 4                  # scores per boundary buffer before a decision
     t_L: float = 0.4            # mean score <= t_L: narrow that boundary
     t_H: float = 0.7            # mean score >= t_H: widen it
-    delta_frac: float = 0.1     # Δ as a fraction of the widest span (integer params: at least 1 unit)
+    delta_frac: float = 0.2     # Δ as a fraction of the widest span (integer params: at least 1 unit)
     delta: dict[str, float] = field(default_factory=dict)  # per-parameter Δ overrides (fraction of span)
     params: tuple[str, ...] | None = None       # parameters ADR moves (None: all that act on `acts_on`)
     acts_on: tuple[str, ...] = ("image", "render")

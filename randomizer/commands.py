@@ -50,11 +50,10 @@ def render_grid(space, object_name: str, seed: int, n_cols: int, crop_px: int, u
             aug = ImageRandomizer(space, interpolate_ranges(space, level, "image"))
             cells = []
             for j in range(n_cols):
-                rng = np.random.default_rng([seed, j])
-                if renderer is not None:
-                    img = renderer.render_sample(rng, render_ranges).crop
+                if renderer is not None:  # same key in every row: one scene, more and more randomized
+                    img = renderer.render_scene((seed, j), 1, render_ranges)[0].crop
                 else:
-                    img = _test_card(crop_px, rng)
+                    img = _test_card(crop_px, np.random.default_rng([seed, j]))
                 aug.set_seed(seed * 1000 + j)
                 x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
                 y = aug(x)[0].permute(1, 2, 0).clamp(0, 1).numpy()

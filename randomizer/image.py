@@ -11,6 +11,8 @@ uses the global RNG. Here the sampling is ours (a few numbers per sample, drawn 
 `torch.Generator`), and the pixel work is kornia's functional ops (`kornia.enhance`, `kornia.filters`,
 `kornia.contrib.diamond_square`, the planckian table of `RandomPlanckianJitter`, the differentiable JPEG
 codec of `RandomJPEG`). Changing ranges is just `set_ranges(...)` (or a new module): nothing is cached.
+A params dict holds values, not ranges, so it replays on any ImageRandomizer; the per-pixel random fields
+(noise, plasma) are stored as seeds and regenerated on x's device.
 
 Semantics of a range (lo, hi) per parameter (per-sample value v ~ U(lo, hi), integers uniform on
 floor(lo)..floor(hi)):
@@ -24,8 +26,9 @@ floor(lo)..floor(hi)):
   blur_sigma_px   Gaussian blur with sigma v px (v < 0.1 px: left as is)
   motion_blur_px  motion blur over v px (kernel = v rounded up to odd; v <= 1: left as is), random angle
   jpeg_quality    JPEG round trip at quality v (kornia's differentiable codec), on a fraction
-                  `jpeg_fraction` of the batch (the codec is the slowest op; see benchmarks/)
-  plasma_shadow_prob  a plasma-fractal shadow with prob v
+                  `jpeg_fraction` of the batch (the codec is the slowest op; see benchmarks/); on all
+                  of it when the range is a single value (an ADR boundary draw)
+  plasma_shadow_prob  a plasma-fractal shadow (diamond-square at 1/4 resolution, upsampled) with prob v
   erasing_prob    an occluding rectangle (2-20 % of the area, random colour) with prob v
 
 An op whose range is exactly its nominal point is skipped entirely, so nominal ranges are an exact
@@ -170,7 +173,9 @@ class ImageRandomizer(nn.Module):
                              "seed": int(torch.randint(0, 2**62, (1,), generator=self.generator))}
             elif name == "jpeg_quality":
                 q = self._uniform(B, r)
-                prm[name] = {"quality": q, "apply": self._u(B) < self.jpeg_fraction}
+                # a pinned range (an ADR boundary draw) compresses every sample: ADR's score must see it
+                frac = 1.0 if r[0] == r[1] else self.jpeg_fraction
+                prm[name] = {"quality": q, "apply": self._u(B) < frac}
             else:
                 prm[name] = {"value": self._uniform(B, r)}
         return prm
@@ -198,10 +203,6 @@ def _v(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.to(device=x.device, dtype=x.dtype)
 
 
-def _where(mask: torch.Tensor, new: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.to(x.device).view(-1, 1, 1, 1), new, x)
-
-
 def _subset(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
     """Apply fn only to the selected samples (saves work when few are selected)."""
     idx = mask.nonzero().flatten()
@@ -221,18 +222,30 @@ def _contrast(x, p):
     return kornia.enhance.adjust_contrast_with_mean_subtraction(x, _v(p["value"], x))
 
 
+def _yuv_matrices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """kornia's RGB->YUV transform as a 3x3 matrix (and its inverse), read off by transforming the basis."""
+    eye = torch.eye(3, device=x.device, dtype=torch.float64 if x.device.type == "cpu" else x.dtype)
+    m = kornia.color.rgb_to_yuv(eye.view(3, 3, 1, 1)).view(3, 3).T  # column j = image of basis colour j
+    return m, torch.linalg.inv(m)
+
+
 def _chroma(x, sat, hue):
     """Saturation and hue in one pass: scale and rotate the chroma plane (U, V) of kornia's YUV.
-    Rotating chroma is the classic video "hue" control; ~10x cheaper than kornia's HSV round trip
+    Rotating chroma is the classic video "hue" control. Being linear, the whole thing is one 3x3 matrix
+    per sample (YUV^-1 . diag(1, R(hue) * sat) . YUV): ~10x cheaper than kornia's HSV round trip
     (adjust_hue was the slowest op in benchmarks/augment_throughput.py) and smooth in the factor."""
     B = x.shape[0]
-    s = _v(sat["value"], x) if sat is not None else torch.ones(B, device=x.device, dtype=x.dtype)
-    a = (_v(hue["value"], x) * (2 * math.pi)) if hue is not None else torch.zeros(B, device=x.device, dtype=x.dtype)
-    c, n = torch.cos(a) * s, torch.sin(a) * s
-    m = torch.stack([torch.stack([c, -n], 1), torch.stack([n, c], 1)], 1)  # (B,2,2)
-    yuv = kornia.color.rgb_to_yuv(x)
-    uv = torch.einsum("bij,bjhw->bihw", m, yuv[:, 1:])
-    return kornia.color.yuv_to_rgb(torch.cat([yuv[:, :1], uv], 1)).clamp(0, 1)
+    yuv, inv = _yuv_matrices(x)
+    s = sat["value"] if sat is not None else torch.ones(B, dtype=torch.float64)
+    a = hue["value"] * (2 * math.pi) if hue is not None else torch.zeros(B, dtype=torch.float64)
+    s, a = s.to(yuv), a.to(yuv)
+    rot = torch.zeros(B, 3, 3, dtype=yuv.dtype, device=yuv.device)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2] = torch.cos(a) * s, -torch.sin(a) * s
+    rot[:, 2, 1], rot[:, 2, 2] = torch.sin(a) * s, torch.cos(a) * s
+    m = (inv @ rot @ yuv).to(x.dtype)  # (B,3,3)
+    out = torch.bmm(m, x.reshape(B, 3, -1)).view_as(x)
+    return out.clamp(0, 1)
 
 
 def _gamma(x, p):

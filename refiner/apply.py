@@ -86,7 +86,7 @@ def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, 
     refined_by = {
         "refiner": meta["path"], "refiner_sha256": meta["sha256"], "method": "simgan",
         "arch": meta["arch"], "crop_px": meta["crop_px"], "patch_px": meta["patch_px"],
-        "lam": meta["lam"], "k_g": meta["k_g"], "k_d": meta["k_d"], "steps": meta["steps_done"],
+        "lam": meta["lam"], "lam_cube": meta.get("lam_cube", 0.0), "k_g": meta["k_g"], "k_d": meta["k_d"], "steps": meta["steps_done"],
         "seed": meta["seed"], "profile": meta["profile"], "refiner_code_version": meta["code_version"],
         "apply_code_version": code_version(),
         "crops": "refined", "frames": "refined" if frames == "refine" else "copied",

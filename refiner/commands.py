@@ -25,13 +25,15 @@ def refine_group() -> None:
 @click.option("--include", multiple=True, help="Only real files matching this glob (relative path); repeatable.")
 @click.option("--exclude", multiple=True, help="Skip real files matching this glob (relative path); repeatable.")
 @click.option("--lam", type=float, default=None, help="Self-regularization weight λ (default: the profile's).")
+@click.option("--lam-cube", type=float, default=None,
+              help="Extra self-regularization on the cube's pixels (default: the profile's).")
 @click.option("--steps", type=int, default=None, help="Adversarial iterations (default: the profile's).")
-def train_cmd(synthetic, real, out, profile, seed, device, resume, sessions, include, exclude, lam, steps) -> None:
+def train_cmd(synthetic, real, out, profile, seed, device, resume, sessions, include, exclude, lam, lam_cube, steps) -> None:
     """Train a refiner (R) and patch discriminator on synthetic crops vs real photos."""
     from refiner.train import make_config, train_refiner
     cfg = make_config(profile, synthetic=synthetic, real=real, out=out, seed=seed, device=device, resume=resume,
                       sessions=tuple(s for s in sessions.split(",") if s), include=tuple(include),
-                      exclude=tuple(exclude), lam=lam, steps=steps)
+                      exclude=tuple(exclude), lam=lam, lam_cube=lam_cube, steps=steps)
     path = train_refiner(cfg)
     click.echo(f"refiner: {path}  (grids and log.csv in {path.parent})")
 

@@ -155,18 +155,37 @@ def sample_real_patches(images: list[np.ndarray], n: int, patch_px: int, rng: np
 
 
 def sample_synthetic_patches(crops: np.ndarray, n: int, patch_px: int, rng: np.random.Generator,
-                             indices: np.ndarray | None = None) -> np.ndarray:
-    """n random P×P windows (n,P,P,3) uint8 of the synthetic crops (n_total,C,C,3)."""
+                             indices: np.ndarray | None = None, masks: np.ndarray | None = None,
+                             tries: int = 20) -> np.ndarray:
+    """n random P×P windows (n,P,P,3) uint8 of the synthetic crops (n_total,C,C,3). With `masks`
+    (the crop_masks), windows that show the cube are redrawn (up to `tries` times): background only."""
     c = crops.shape[1]
     if patch_px > c:
         raise UserError(f"patch size {patch_px} px is larger than the dataset's {c}-px crops")
     pool = np.arange(len(crops)) if indices is None else indices
     out = np.empty((n, patch_px, patch_px, 3), np.uint8)
     for k in range(n):
-        i = pool[rng.integers(len(pool))]
-        y0, x0 = rng.integers(0, c - patch_px + 1, size=2)
+        for _ in range(tries if masks is not None else 1):
+            i = pool[rng.integers(len(pool))]
+            y0, x0 = rng.integers(0, c - patch_px + 1, size=2)
+            if masks is None or not masks[i, y0:y0 + patch_px, x0:x0 + patch_px].any():
+                break
         out[k] = crops[i, y0:y0 + patch_px, x0:x0 + patch_px]
     return out
+
+
+def sample_synthetic_windows(crops: np.ndarray, masks: np.ndarray, n: int, patch_px: int,
+                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Like sample_synthetic_patches (same draws) but also returns the windows' crop masks (n,P,P)."""
+    c = crops.shape[1]
+    out = np.empty((n, patch_px, patch_px, 3), np.uint8)
+    out_m = np.empty((n, patch_px, patch_px), np.uint8)
+    for k in range(n):
+        i = rng.integers(len(crops))
+        y0, x0 = rng.integers(0, c - patch_px + 1, size=2)
+        out[k] = crops[i, y0:y0 + patch_px, x0:x0 + patch_px]
+        out_m[k] = masks[i, y0:y0 + patch_px, x0:x0 + patch_px]
+    return out, out_m
 
 
 def to_tensor(batch: np.ndarray, device) -> "torch.Tensor":

@@ -55,11 +55,12 @@ class RefinerConfig:
     max_real_images: int = 400        # cap on images held in memory (evenly spaced subset)
     # optimisation
     lam: float = 0.5                  # self-regularization weight (mean |R(x) − x| per pixel vs mean BCE per patch)
+    lam_cube: float = 0.0             # extra self-regularization on the cube's pixels (crop_masks): mean(mask·|R(x) − x|)
     k_g: int = 1
     k_d: int = 1
     lr_r: float = 2e-4
     lr_d: float = 2e-4
-    pretrain_r_steps: int = 100
+    pretrain_r_steps: int = 20        # R starts as the identity (zero-init output conv): little to pre-train
     pretrain_d_steps: int = 100
     steps: int = 700
     buffer_capacity: int = 512
@@ -203,6 +204,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
     if crops.ndim != 4 or crops.shape[3] != 3:
         raise UserError(f"{ds.root}: crops: expected (n,C,C,3) RGB, got shape {crops.shape}")
     crop_px = int(crops.shape[1])
+    crop_masks = ds.crop_masks if cfg.lam_cube else None
     if cfg.patch_px > crop_px:
         raise UserError(f"{ds.root}: crops are {crop_px} px, smaller than the refiner's {cfg.patch_px}-px patches")
     real_files, real_source = rdata.list_real_images(cfg.real, cfg.sessions, cfg.include, cfg.exclude)
@@ -259,12 +261,19 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
         return loss.item(), (lr > 0).float().mean().item(), (lf < 0).float().mean().item()
 
     def r_step(adversarial: bool) -> tuple[float, float]:
-        x = syn_batch()
+        if cfg.lam_cube:
+            xs, ms = rdata.sample_synthetic_windows(crops, crop_masks, cfg.batch, cfg.patch_px, rng)
+            x, m = rdata.to_tensor(xs, device), torch.from_numpy(ms).to(device).float().unsqueeze(1)
+        else:
+            x, m = syn_batch(), None
         y = R(x)
         loss_reg = (y - x).abs().mean()
         D.requires_grad_(False)  # R's step must not accumulate gradients in D
         loss_adv = _bce(D(y), True) if adversarial else torch.zeros((), device=device)
         loss = loss_adv + cfg.lam * loss_reg
+        if m is not None:
+            # the cube is what the labels describe, and what a content-biased D most wants erased
+            loss = loss + cfg.lam_cube * ((y - x).abs() * m).mean()
         opt_r.zero_grad(set_to_none=True)
         loss.backward()
         opt_r.step()
@@ -313,7 +322,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
     _plot_losses([r for r in rows if r["phase"] == "adversarial"] or rows, out / "losses.png")
     meta = dict(format=CKPT_FORMAT, arch=dict(ch=cfg.ch, n_blocks=cfg.n_blocks), crop_px=crop_px,
                 frame_hw=list(ds.manifest.get("frame_hw", [])), patch_px=cfg.patch_px,
-                lam=cfg.lam, k_g=cfg.k_g, k_d=cfg.k_d, steps_done=step, seed=cfg.seed,
+                lam=cfg.lam, lam_cube=cfg.lam_cube, k_g=cfg.k_g, k_d=cfg.k_d, steps_done=step, seed=cfg.seed,
                 profile=cfg.profile, config=_comparable(cfg), code_version=code_version(),
                 synthetic=dict(path=str(ds.root.resolve()), content_hash=ds.manifest.get("content_hash"),
                                n=len(ds), object_name=ds.manifest.get("object_name")),

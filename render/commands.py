@@ -17,8 +17,9 @@ from core.io import UserError
               help="Real BOP set (or a name such as aruco-cube) whose cameras (K, size) to imitate.")
 @click.option("--camera", "camera_file", type=click.Path(), default=None,
               help='JSON file {"cam_K": [9 numbers], "width": W, "height": H}.')
-@click.option("--randomization", type=click.Choice(["nominal", "dr", "widest"]), default="nominal",
-              show_default=True, help="Render-time ranges: nominal (plain), dr, or widest (an ADR pool).")
+@click.option("--randomization", type=click.Choice(["nominal", "dr", "widest", "adr-pool"]), default="nominal",
+              show_default=True, help="Render-time ranges: nominal (plain renders), dr, widest, or adr-pool "
+                                      "(widest ranges, each parameter mostly nominal: a pool for ADR).")
 @click.option("--space", "space_file", type=click.Path(), default=None, help="Randomization parameter space YAML.")
 @click.option("--scene", "scene_file", type=click.Path(), default=None, help="Scene spec YAML (camera/cube ranges).")
 @click.option("--drop", type=click.Choice(["bottom", "any", "free"]), default=None,
@@ -26,16 +27,19 @@ from core.io import UserError
 @click.option("--frame-width", type=int, default=160, show_default=True, help="Working width of the full frame (px).")
 @click.option("--crop-px", type=int, default=128, show_default=True, help="Side of the zoomed crop (px).")
 @click.option("--crop-scale", type=float, default=2.0, show_default=True, help="Crop side / cube's projected size.")
-@click.option("--shard-size", type=int, default=250, show_default=True)
+@click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per shard file.")
+@click.option("--views-per-scene", type=int, default=4, show_default=True,
+              help="Camera views rendered per built-and-settled scene.")
 def generate(object_, n, out, seed, workers, like_real, camera_file, randomization, space_file, scene_file, drop,
-             frame_width, crop_px, crop_scale, shard_size):
+             frame_width, crop_px, crop_scale, shard_size, views_per_scene):
     """Render a synthetic dataset of the cube with exact pose labels (resumable: rerun to continue)."""
     from render.generate import (GenerateConfig, cameras_from_k_file, cameras_like_real, generate_dataset,
                                  load_scene_file)
     if like_real and camera_file:
         raise UserError("--like-real and --camera are exclusive")
     cfg = GenerateConfig(object=object_, n=n, seed=seed, randomization=randomization, space_file=space_file,
-                         frame_width=frame_width, crop_px=crop_px, crop_scale=crop_scale, shard_size=shard_size)
+                         frame_width=frame_width, crop_px=crop_px, crop_scale=crop_scale, shard_size=shard_size,
+                         views_per_scene=views_per_scene)
     if scene_file:
         cfg.scene = load_scene_file(scene_file)
     if drop:

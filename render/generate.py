@@ -1,7 +1,7 @@
 """`sim2real generate`: render a synthetic dataset on N worker processes, resumably.
 
-Sample i draws everything from np.random.default_rng([seed, i]) and the simulation is reset for every
-sample, so the bytes depend on (config, seed) only — not on the number of workers or on interruptions.
+Scene g (samples g·V … g·V+V−1, V views of one settled scene) draws everything from random streams keyed
+by (seed, g) and the simulation is reset for every scene, so the bytes depend on (config, seed) only — not on the number of workers or on interruptions.
 Shards are written to a temp folder and renamed; `generate.json` holds the config while the run is in
 progress, `manifest.json` appears only when every shard is there.
 """
@@ -25,7 +25,8 @@ from randomizer.space import load_space
 from render.dataset import FORMAT, is_dataset, labels_array, shard_name, write_shard
 from render.scene import DEFAULT_CAMERA, Camera, SceneRenderer, SceneSpec
 
-RANDOMIZATION_LEVELS = ("nominal", "dr", "widest")
+RANDOMIZATION_LEVELS = ("nominal", "dr", "widest", "adr-pool")
+ADR_POOL_Q_NOMINAL = 0.85  # adr-pool: each render parameter stays nominal with this probability
 
 
 @dataclass
@@ -40,7 +41,8 @@ class GenerateConfig:
     frame_width: int = 160                 # working resolution of the full frame (height keeps the aspect)
     crop_px: int = 128
     crop_scale: float = 2.0                # crop side / the cube's projected size
-    shard_size: int = 250
+    shard_size: int = 256
+    views_per_scene: int = 4               # camera views rendered per built-and-settled scene
 
     def validate(self) -> "GenerateConfig":
         if not isinstance(self.n, int) or self.n <= 0:
@@ -53,8 +55,11 @@ class GenerateConfig:
             raise UserError(f"--crop-px: expected 16..1024 px, got {self.crop_px}")
         if not 1.0 <= self.crop_scale <= 6.0:
             raise UserError(f"--crop-scale: expected 1..6, got {self.crop_scale}")
-        if self.shard_size <= 0:
-            raise UserError(f"--shard-size: expected a positive integer, got {self.shard_size}")
+        if not 1 <= self.views_per_scene <= 64:
+            raise UserError(f"--views-per-scene: expected 1..64, got {self.views_per_scene}")
+        if self.shard_size <= 0 or self.shard_size % self.views_per_scene:
+            raise UserError(f"--shard-size: expected a positive multiple of --views-per-scene "
+                            f"({self.views_per_scene}), got {self.shard_size}")
         load_object_spec(self.object)
         load_space(self.space_file)
         SceneSpec.from_dict(self.scene, "scene")
@@ -116,19 +121,26 @@ def _worker_init(cfg_dict: dict[str, Any]) -> None:
     for cam in cfg.cameras:
         camera = Camera(np.asarray(cam["K"], dtype=np.float64), cam["width"], cam["height"])
         renderers.append(SceneRenderer(spec, scene, camera, space, cfg.frame_size(cam), cfg.crop_px, cfg.crop_scale))
-    _WORKER.update(cfg=cfg, renderers=renderers, ranges=space.ranges(cfg.randomization, "render"))
+    _WORKER.update(cfg=cfg, renderers=renderers, ranges=_ranges(space, cfg.randomization))
+
+
+def _ranges(space, level: str):
+    """Render-time ranges of a level; an ADR pool spans the widest ones (drawn mostly at nominal)."""
+    return space.ranges("widest" if level == "adr-pool" else level, "render")
 
 
 def _render_shard(job: tuple[int, int, int, str]) -> tuple[int, str, int]:
     k, start, stop, out = job
     cfg, renderers, ranges = _WORKER["cfg"], _WORKER["renderers"], _WORKER["ranges"]
     samples = []
-    for i in range(start, stop):
-        rng = np.random.default_rng([cfg.seed, i])
-        cam_idx = int(rng.integers(len(renderers)))
-        s = renderers[cam_idx].render_sample(rng, ranges)
-        s.params["camera_index"] = cam_idx
-        samples.append(s)
+    V = cfg.views_per_scene
+    for g in range(start // V, (stop + V - 1) // V):  # shards hold whole scenes (shard_size % V == 0)
+        cam_idx = int(np.random.default_rng([cfg.seed, g]).integers(len(renderers)))
+        views = renderers[cam_idx].render_scene(
+            (cfg.seed, g), V, ranges, pool_q_nominal=ADR_POOL_Q_NOMINAL if cfg.randomization == "adr-pool" else None)
+        for v, s in enumerate(views):
+            s.params.update(camera_index=cam_idx, scene_index=g, view_index=v)
+        samples.extend(views[:stop - g * V])
     digest = write_shard(Path(out) / "shards" / shard_name(k),
                          np.stack([s.frame for s in samples]), np.stack([s.frame_mask for s in samples]),
                          np.stack([s.crop for s in samples]), np.stack([s.crop_mask for s in samples]),
@@ -204,7 +216,8 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
         "format": FORMAT, "object_name": cfg.object, "object": spec.to_dict(),
         "scene": SceneSpec.from_dict(cfg.scene).to_dict(), "cameras": cfg.cameras,
         "randomization": {"level": cfg.randomization, "space": space.to_dict(),
-                          "ranges": {k: list(v) for k, v in space.ranges(cfg.randomization, "render").items()}},
+                          "ranges": {k: list(v) for k, v in _ranges(space, cfg.randomization).items()},
+                          **({"pool_q_nominal": ADR_POOL_Q_NOMINAL} if cfg.randomization == "adr-pool" else {})},
         "seed": cfg.seed, "n": cfg.n, "shard_size": cfg.shard_size, "frame_hw": [fh, fw], "crop_px": cfg.crop_px,
         "crop_scale": cfg.crop_scale, "full_hw": [cam0["height"], cam0["width"]], "K_full": cam0["K"],
         "shards": shards, "code_version": code_version(), "config": job_cfg, "config_hash": key,

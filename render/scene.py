@@ -335,22 +335,54 @@ class SceneRenderer:
         seg = np.asarray(out[4]).reshape(h, w)
         return rgb, seg
 
-    def render_sample(self, rng: np.random.Generator, ranges: dict[str, Range], max_tries: int = 50) -> Sample:
-        """Draw appearance params inside `ranges`, build and settle the scene, place the camera, render the
-        full frame (working resolution) and the zoomed crop. Retries until the sample is valid."""
-        for _ in range(max_tries):
-            p = self.space.sample(rng, ranges)
-            info: dict[str, Any] = {}
+    def render_scene(self, key: tuple[int, ...], n_views: int, ranges: dict[str, Range],
+                     max_attempts: int = 20, pool_q_nominal: float | None = None) -> list[Sample]:
+        """Build and settle one scene (appearance drawn inside `ranges`), then render `n_views` camera views
+        of it: each view is a sample (full frame at working resolution + zoomed crop). Views are placed with
+        their own random streams (key + view index), retried until the cube is in view and mostly visible.
+        Scene building and physics cost are shared by the views.
+        pool_q_nominal: draw for an ADR pool instead — each parameter nominal with this probability, else
+        anywhere in its widest range (so that ADR's narrow early ranges still find samples)."""
+        for attempt in range(max_attempts):
+            rng = np.random.default_rng([*key, n_views, 10_000 + attempt])
+            if pool_q_nominal is None:
+                p = self.space.sample(rng, ranges)
+            else:
+                from randomizer.pool import pool_sample_params
+                p = pool_sample_params(self.space, rng, pool_q_nominal)
+            info: dict[str, Any] = {"scene_attempt": attempt}
             cube, top_z = self._build(rng, p, info)
             pos, orn = pb.getBasePositionAndOrientation(cube, physicsClientId=self.client)
             R_obj, p_obj = _quat_to_R(orn), np.asarray(pos)
-            for _ in range(10):  # several camera placements per settled scene
-                s = self._place_camera_and_render(rng, p, info, cube, R_obj, p_obj)
-                if s is not None:
-                    return s
+            look = self._scene_look(rng, p)
+            samples = []
+            for v in range(n_views):
+                view_rng = np.random.default_rng([*key, v, attempt])
+                for _ in range(50):
+                    sample = self._place_camera_and_render(view_rng, p, info, look, cube, R_obj, p_obj)
+                    if sample is not None:
+                        samples.append(sample)
+                        break
+                else:
+                    break  # this scene hides the cube too often (e.g. a distractor on top): draw another
+            if len(samples) == n_views:
+                return samples
         raise RuntimeError("could not draw a valid sample: the scene/camera ranges rarely show the cube")
 
-    def _place_camera_and_render(self, rng, p, info, cube, R_obj, p_obj) -> Sample | None:
+    def _scene_look(self, rng: np.random.Generator, p: dict[str, Any]) -> dict[str, Any]:
+        """Per-scene appearance that is not a PyBullet object: light, background, cube tint."""
+        tint = p["light_tint"]
+        light_rgb = np.clip((1 - tint) + tint * 2 * rng.random(3), 0, 1) * p["light_intensity"]
+        az_l, el_l = math.radians(p["light_azimuth_deg"]), math.radians(p["light_elevation_deg"])
+        light = dict(lightDirection=[math.cos(el_l) * math.cos(az_l), math.cos(el_l) * math.sin(az_l), math.sin(el_l)],
+                     lightColor=np.clip(light_rgb, 0, 1).tolist(), lightDistance=2.0,
+                     shadow=1 if p["shadow"] == "on" else 0, lightAmbientCoeff=p["ambient"],
+                     lightDiffuseCoeff=p["diffuse"], lightSpecularCoeff=p["specular"])
+        bg = make_texture(p["background_texture"], rng, p["texture_color_jitter"], 128, WALL_RGB)
+        cube_tint_rgb = 1 - p["cube_tint"] + p["cube_tint"] * 2 * rng.random(3)
+        return {"light": light, "light_rgb": light_rgb, "background": bg, "cube_tint_rgb": cube_tint_rgb}
+
+    def _place_camera_and_render(self, rng, p, info, look, cube, R_obj, p_obj) -> Sample | None:
         sc, cam = self.scene, self.camera
         d = rng.uniform(*sc.camera_distance_m)
         el = math.radians(rng.uniform(*sc.camera_elevation_deg))
@@ -381,13 +413,7 @@ class SceneRenderer:
             return None
         centre = project_points(np.zeros((1, 3)), R, t, K)[0]
 
-        tint = p["light_tint"]
-        light_rgb = np.clip((1 - tint) + tint * 2 * rng.random(3), 0, 1) * p["light_intensity"]
-        az_l, el_l = math.radians(p["light_azimuth_deg"]), math.radians(p["light_elevation_deg"])
-        light = dict(lightDirection=[math.cos(el_l) * math.cos(az_l), math.cos(el_l) * math.sin(az_l), math.sin(el_l)],
-                     lightColor=np.clip(light_rgb, 0, 1).tolist(), lightDistance=2.0,
-                     shadow=1 if p["shadow"] == "on" else 0, lightAmbientCoeff=p["ambient"],
-                     lightDiffuseCoeff=p["diffuse"], lightSpecularCoeff=p["specular"])
+        light = look["light"]
 
         # full frame at working resolution
         Kf = scale_K(K, self.frame_w / cam.width, self.frame_h / cam.height)
@@ -411,22 +437,23 @@ class SceneRenderer:
         if visib_fract < sc.min_visib_fract or not (0 <= centre[0] < cam.width and 0 <= centre[1] < cam.height):
             return None
 
-        # backgrounds: one texture in full-resolution camera pixels, seen by both images
-        bg = make_texture(p["background_texture"], rng, p["texture_color_jitter"], 128, WALL_RGB)
-        bg_full = cv2.resize(bg, (cam.width, cam.height), interpolation=cv2.INTER_LINEAR)
-        frame = np.where((seg_f < 0)[..., None], cv2.resize(bg_full, (self.frame_w, self.frame_h),
-                                                           interpolation=cv2.INTER_AREA), frame)
+        # background: the scene's texture stretched over the full-resolution image plane, seen by both images
+        # (texture → full-res pixel edges → frame / crop pixels, as one affine map each)
+        bg = look["background"]
+        tex_w, tex_h = bg.shape[1], bg.shape[0]
+        def _bg(sx, sy, x0, y0, w, h):
+            A = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]], np.float64)  # full-res edges → output edges
+            T = np.array([[cam.width / tex_w, 0, 0], [0, cam.height / tex_h, 0], [0, 0, 1]])  # texture → full res
+            M = A @ T
+            M[:, 2] += 0.5 * M[[0, 1], [0, 1]] - 0.5  # edge → centre coordinates
+            return cv2.warpAffine(bg, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frame = np.where((seg_f < 0)[..., None], _bg(self.frame_w / cam.width, self.frame_h / cam.height, 0, 0,
+                                                     self.frame_w, self.frame_h), frame)
         s = self.crop_px / side
-        A = np.array([[s, 0, -cx0 * s], [0, s, -cy0 * s]])  # edge coordinates, as in crop_K
-        A[:, 2] += 0.5 * s - 0.5
-        bg_crop = cv2.warpAffine(bg_full, A, (self.crop_px, self.crop_px), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REFLECT)
-        crop = np.where((seg_c < 0)[..., None], bg_crop, crop)
+        crop = np.where((seg_c < 0)[..., None], _bg(s, s, cx0, cy0, self.crop_px, self.crop_px), crop)
         # cube appearance: tint, marker contrast, brightness — applied to the cube's own pixels
-        cube_rng = np.random.default_rng(rng.integers(2**63))
-        tint_rgb = 1 - p["cube_tint"] + p["cube_tint"] * 2 * cube_rng.random(3)
-        frame = _recolor_cube(frame, frame_mask, p, tint_rgb)
-        crop = _recolor_cube(crop, crop_mask, p, tint_rgb)
+        frame = _recolor_cube(frame, frame_mask, p, look["cube_tint_rgb"])
+        crop = _recolor_cube(crop, crop_mask, p, look["cube_tint_rgb"])
 
         ys, xs = np.nonzero(crop_mask)
         k = side / self.crop_px
@@ -438,7 +465,7 @@ class SceneRenderer:
         params.update(info)
         params.update({"camera_distance_m": d, "camera_elevation_deg": math.degrees(el),
                        "camera_azimuth_deg": math.degrees(az), "camera_roll_deg": roll,
-                       "cube_target_px": [u, v], "focal_jitter": fj, "light_rgb": light_rgb.tolist()})
+                       "cube_target_px": [u, v], "focal_jitter": fj, "light_rgb": look["light_rgb"].tolist()})
         return Sample(frame, frame_mask, crop, crop_mask, labels, params)
 
 

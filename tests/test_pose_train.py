@@ -147,3 +147,34 @@ def test_bad_inputs(tiny_data, tiny_model, tmp_path):
     # simgan needs a refined dataset
     with pytest.raises(UserError, match="refined_by"):
         train(make_config("quick", data=str(tiny_data), out=str(tmp_path / "s"), pipeline="simgan"), progress=False)
+
+
+def test_adr_and_dr_pipelines_plug_in(tiny_data, tmp_path):
+    """ADR draws ranges every step, reports the task score, logs ranges/entropy and stores the final ranges;
+    dr randomizes the images it trains on."""
+    kw = dict(data=str(tiny_data), device="cpu", max_samples=24, batch_size=8, epochs=1)
+    ck = train(make_config("quick", out=str(tmp_path / "adr"), pipeline="adr", **kw), progress=False)
+    card = json.loads((tmp_path / "adr" / "model_card.json").read_text())
+    assert card["pipeline"] == "adr" and "adr_final_ranges" in card and np.isfinite(card["adr_entropy"])
+    assert (tmp_path / "adr" / "adr_ranges.csv").is_file()
+    state = torch.load(ck, weights_only=False)["pipeline_state"]
+    assert state["adr"]["counters"]["n_draws"] == state["step"] > 0
+    from pose_model.pipelines import make_pipeline
+    pipe = make_pipeline("dr", None, 0, torch.device("cpu"))
+    pipe.set_epoch_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    assert not torch.equal(pipe.augment(x.clone(), None), x)
+    assert torch.equal(make_pipeline("none", None, 0, torch.device("cpu")).augment(x, None), x)
+
+
+def test_simgan_pipelines_take_a_refined_dataset(tiny_data, tmp_path):
+    """simgan / simgan+dr train on a dataset whose manifest says `refined_by` (here: images inverted, a
+    stand-in for a refiner), with the original labels."""
+    from render.dataset import SyntheticDataset, write_derived
+    ref = write_derived(SyntheticDataset(tiny_data), tmp_path / "refined", lambda x: 255 - x, lambda x: 255 - x,
+                        {"refined_by": {"checkpoint": "stand-in"}})
+    kw = dict(data=str(ref), device="cpu", max_samples=16, batch_size=8, epochs=1)
+    for p in ("simgan", "simgan+dr"):
+        train(make_config("quick", out=str(tmp_path / p), pipeline=p, **kw), progress=False)
+        card = json.loads((tmp_path / p / "model_card.json").read_text())
+        assert card["pipeline"] == p and card["dataset"]["refined_by"] == {"checkpoint": "stand-in"}

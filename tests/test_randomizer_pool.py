@@ -73,9 +73,8 @@ def test_params_recorded_by_the_renderer_are_pool_compatible():
     r = scene.SceneRenderer(load_object_spec("aruco-cube"), scene.SceneSpec(), scene.DEFAULT_CAMERA, SPACE,
                             (32, 24), 16, 2.0)
     try:
-        rng = np.random.default_rng(0)
-        recs = [r.render_sample(rng, SPACE.ranges("widest", "render")).params for _ in range(2)]
-        recs.append(r.render_sample(rng, SPACE.ranges("nominal", "render")).params)
+        recs = [s.params for s in r.render_scene((0, 0), 2, SPACE.ranges("widest", "render"))]
+        recs.append(r.render_scene((0, 1), 1, SPACE.ranges("nominal", "render"))[0].params)
     finally:
         r.close()
     assert set(SPACE.names("render")) <= set(recs[0])

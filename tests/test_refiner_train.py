@@ -50,7 +50,7 @@ def real_dir(tmp_path_factory):
 def tiny_cfg(data, real, out, **kw):
     base = dict(synthetic=str(data), real=str(real), out=str(out), device="cpu", ch=8, n_blocks=1, patch_px=32,
                 batch=4, pretrain_r_steps=2, pretrain_d_steps=2, steps=6, buffer_capacity=8, log_every=2,
-                grid_every=5, ckpt_every=5, grid_rows=3, sessions=("data",))
+                grid_every=5, ckpt_every=5, grid_rows=3, sessions=("data",), lam_cube=2.0)
     base.update(kw)
     return make_config("quick", **base)
 

@@ -1,0 +1,80 @@
+"""Labelled real images → a dataset in the synthetic-dataset format, so the same trainer can learn from
+them (the benchmark's oracle baseline: trained on one real session, scored on the other).
+
+Crops are cut from the full-resolution photo around the ground-truth projected centre exactly as the
+renderer frames its crops (side = crop_scale × projected size); masks are the projected silhouette
+(occlusions by hands are not known)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from core.camera import crop_K, project_points, scale_K
+from core.io import UserError, atomic_write_json, code_version, sha256_of_json
+from core.objects import ObjectSpec
+from eval.bop import load_bop_scenes
+from render.dataset import FORMAT, labels_array, write_shard
+
+
+def _warp_crop(img: np.ndarray, x0: float, y0: float, side: float, out_px: int, interp=cv2.INTER_AREA) -> np.ndarray:
+    s = out_px / side
+    M = np.array([[s, 0, -x0 * s + 0.5 * s - 0.5], [0, s, -y0 * s + 0.5 * s - 0.5]])  # edge coords, as crop_K
+    return cv2.warpAffine(img, M, (out_px, out_px), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec: ObjectSpec,
+                    out_dir: str | os.PathLike, frame_width: int = 160, crop_px: int = 128,
+                    crop_scale: float = 2.0) -> Path:
+    out = Path(out_dir)
+    if (out / "manifest.json").is_file():
+        return out
+    images = [im for im in load_bop_scenes(real_root, scene_ids) if im.labelled
+              and any(g.obj_id == spec.obj_id for g in im.gts)]
+    if not images:
+        raise UserError(f"{real_root}: no labelled images of {spec.name} in scenes {list(scene_ids)}")
+    frames, fmasks, crops, cmasks, labels, params = [], [], [], [], [], []
+    corners = spec.corners_m()
+    for im in images:
+        g = next(g for g in im.gts if g.obj_id == spec.obj_id)
+        R, t = np.asarray(g.R, float), np.asarray(g.t_mm, float) / 1000.0
+        bgr = cv2.imread(str(im.rgb_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        K = np.asarray(im.K, float)
+        fh = int(round(frame_width * im.height / im.width))
+        Kf = scale_K(K, frame_width / im.width, fh / im.height)
+        pc = project_points(corners, R, t, K)
+        centre = project_points(np.zeros((1, 3)), R, t, K)[0]
+        size = float(max(np.ptp(pc[:, 0]), np.ptp(pc[:, 1])))
+        side = crop_scale * size
+        x0, y0 = centre[0] + 0.5 - side / 2, centre[1] + 0.5 - side / 2
+        Kc = crop_K(K, x0, y0, side, crop_px)
+        hull = lambda KK, shape: cv2.fillConvexPoly(np.zeros(shape, np.uint8), cv2.convexHull(
+            np.round(project_points(corners, R, t, KK) * 16).astype(np.int32)), 1, cv2.LINE_8, 4)
+        frames.append(cv2.resize(rgb, (frame_width, fh), interpolation=cv2.INTER_AREA))
+        fmasks.append(hull(Kf, (fh, frame_width)))
+        crops.append(_warp_crop(rgb, x0, y0, side, crop_px))
+        cmasks.append(hull(Kc, (crop_px, crop_px)))
+        labels.append({"R": R, "t_m": t, "K_full": K, "K_frame": Kf, "K_crop": Kc, "center_full_px": centre,
+                       "bbox_full_px": np.array([*pc.min(0) + 0.5, *pc.max(0) + 0.5]),
+                       "crop_box_full_px": np.array([x0, y0, side]), "visib_fract": 1.0})
+        params.append({"real_image": str(im.rgb_path), "scene_id": im.scene_id, "im_id": im.im_id})
+    out.mkdir(parents=True, exist_ok=True)
+    digest = write_shard(out / "shards" / "000000", np.stack(frames), np.stack(fmasks), np.stack(crops),
+                         np.stack(cmasks), labels_array(labels), params)
+    fh = frames[0].shape[0]
+    atomic_write_json(out / "manifest.json", {
+        "format": FORMAT, "object_name": spec.name, "object": spec.to_dict(), "scene": {"real": str(real_root),
+                                                                                          "scene_ids": list(scene_ids)},
+        "randomization": {"level": "real"}, "seed": 0, "n": len(frames), "shard_size": len(frames),
+        "frame_hw": [fh, frame_width], "crop_px": crop_px, "crop_scale": crop_scale,
+        "full_hw": [images[0].height, images[0].width], "K_full": np.asarray(images[0].K).tolist(),
+        "shards": [{"name": "000000", "n": len(frames), "sha256": digest}], "code_version": code_version(),
+        "content_hash": sha256_of_json([digest]), "real_source": {"root": str(real_root), "scene_ids": list(scene_ids)},
+    })
+    return out
