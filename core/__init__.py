@@ -3,15 +3,15 @@
 Public surface:
 - objects:  ObjectSpec, load_object_spec, BUILTIN_OBJECTS, cube_symmetries
 - camera:   scale_K, crop_K, project_points
-- io:       atomic_write_text, atomic_write_json, UserError, code_version, sha256_of_json
+- io:       atomic_write_bytes, atomic_write_text, atomic_write_json, UserError, code_version, sha256_of_json
 - device:   pick_device (import core.device; kept out of this file so torch-free stages stay light)
 """
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version, sha256_of_json
+from core.io import UserError, atomic_write_bytes, atomic_write_json, atomic_write_text, code_version, sha256_of_json
 from core.objects import BUILTIN_OBJECTS, ObjectSpec, cube_symmetries, load_object_spec
 from core.camera import crop_K, project_points, scale_K
 
 __all__ = [
-    "UserError", "atomic_write_json", "atomic_write_text", "code_version", "sha256_of_json",
+    "UserError", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "code_version", "sha256_of_json",
     "BUILTIN_OBJECTS", "ObjectSpec", "cube_symmetries", "load_object_spec",
     "crop_K", "project_points", "scale_K",
 ]

@@ -16,19 +16,23 @@ class UserError(Exception):
     """A mistake in the user's input. The CLI prints the message (one line) and exits with 2."""
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temp file in the same folder, then rename: readers never see half a file."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def _json_default(o: Any) -> Any:

@@ -11,20 +11,14 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
 """
 from __future__ import annotations
 
-import base64
-import html
-import json
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version, read_json
+from core.io import UserError, atomic_write_json, code_version, read_json
 
 PIPELINES = ("none", "dr", "adr", "simgan", "simgan+dr")
 PIPELINE_DATA = {"none": "nominal", "dr": "dr", "adr": "adr-pool", "simgan": "refined", "simgan+dr": "refined"}
@@ -47,7 +41,7 @@ PROFILES = {
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
                           oracle_overrides={"max_samples": 64}),
     # 2-core CPU, under an hour
-    "default": BenchProfile(n_synth=8192, train_profile="default", refiner_profile="default",
+    "default": BenchProfile(n_synth=6144, train_profile="default", refiner_profile="default",
                             oracle_overrides={"epochs": 60}),
     # a GPU
     "full": BenchProfile(n_synth=40000, train_profile="full", refiner_profile="default",

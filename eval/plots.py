@@ -2,32 +2,19 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
+from core.io import atomic_write_bytes
+
 # (column, axis label, x limit) of the CDF panels
 CDF_PANELS = (("re_deg", "rotation error (deg)", 90.0), ("te_mm", "translation error (mm)", 100.0),
               ("add_mm", "ADD (mm)", 100.0))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename (core.io has the text version only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _save_fig(fig, out_png: str | Path) -> None:

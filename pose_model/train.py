@@ -261,9 +261,14 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
         "format": "sim2real-pose-card/1", "checkpoint": "model.pt", "object_name": ck["object_name"],
         "pipeline": ck["config"]["pipeline"], **ck["pipeline_card"], "config": ck["config"], "meta": ck["meta"],
         "dataset": {"path": ck["dataset"], "content_hash": ck["dataset_hash"], "n": manifest.get("n"),
-                    "randomization": manifest.get("randomization"), "refined_by": manifest.get("refined_by")},
+                    "randomization": _brief_randomization(manifest.get("randomization")), "refined_by": manifest.get("refined_by")},
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
         "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"]})
+
+
+def _brief_randomization(r):
+    """The dataset's render-time randomization without the whole parameter space (that is in its manifest)."""
+    return {k: v for k, v in r.items() if k != "space"} if isinstance(r, dict) else r
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from core.io import sha256_of_json
-from core.objects import FACES, ObjectSpec, _rot90_cw, face_point_m
+from core.objects import FACE_FRAMES, FACES, ObjectSpec, face_point_m
 
 TILE_PX = 180  # 22/30 of 180 = 132 px = 6 marker cells of 22 px: crisp cells under nearest sampling
 _DICTS = {}
@@ -33,7 +33,7 @@ def face_tile(spec: ObjectSpec, face: str, tile_px: int = TILE_PX) -> np.ndarray
         tile[:] = (np.asarray(look.color_rgb) * 255).round().astype(np.uint8)
     m = look.marker
     if m is not None:
-        n = np.abs(FACE_FRAMES_NORMAL[face])
+        n = np.abs(FACE_FRAMES[face][0])
         side_m = min(s for s, k in zip(spec.size_m, n) if k == 0)
         m_px = int(round(tile_px * m.size_m / side_m))
         if m.dictionary not in _DICTS:
@@ -44,9 +44,6 @@ def face_tile(spec: ObjectSpec, face: str, tile_px: int = TILE_PX) -> np.ndarray
         tile[o:o + m_px, o:o + m_px] = bitmap[..., None]
     return tile
 
-
-from core.objects import FACE_FRAMES  # noqa: E402
-FACE_FRAMES_NORMAL = {f: FACE_FRAMES[f][0] for f in FACES}
 
 
 def build_atlas(spec: ObjectSpec, tile_px: int = TILE_PX) -> np.ndarray:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from core.camera import project_points
+from core.io import atomic_write_bytes
 from core.objects import ObjectSpec
 
 EDGES = [(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1]  # corners_m() order
@@ -50,7 +51,7 @@ def contact_sheet(ds, out_png: str | os.PathLike, n: int = 24, cols: int = 6, ti
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.concatenate(tiles[r:r + cols], 1) for r in range(0, len(tiles), cols)]
     sheet = np.concatenate(rows, 0)
-    from core.io import atomic_write_text  # noqa: F401  (atomic png below)
-    tmp = f"{out_png}.tmp.png"
-    cv2.imwrite(tmp, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    os.replace(tmp, out_png)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {out_png}")
+    atomic_write_bytes(out_png, buf.tobytes())

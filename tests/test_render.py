@@ -117,19 +117,21 @@ def test_same_seed_same_bytes_with_1_and_2_workers_and_after_resume(tmp_path):
 
 def test_interrupted_cli_run_resumes(tmp_path):
     """Kill a real `generate` mid-run, rerun the same command: the dataset equals an uninterrupted one."""
-    args = [sys.executable, str(REPO / "cli.py"), "generate", "--n", "16", "--shard-size", "2", "--seed", "5"]
+    args = [sys.executable, str(REPO / "cli.py"), "generate", "--n", "24", "--shard-size", "4", "--seed", "5"]
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "x")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     shard_dir = tmp_path / "x" / "shards"
     import time
     t0 = time.time()
-    while time.time() - t0 < 120 and not (shard_dir.is_dir() and len(list(shard_dir.glob("0*"))) >= 2):
+    while time.time() - t0 < 120 and proc.poll() is None and not (
+            shard_dir.is_dir() and len(list(shard_dir.glob("0*"))) >= 2):
         time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1]  # still running: we interrupt it mid-way
     proc.kill()
     proc.wait()
     assert not is_dataset(tmp_path / "x")
     subprocess.run(args + ["--out", str(tmp_path / "x")], cwd=REPO, check=True, capture_output=True)
-    generate_dataset(GenerateConfig(n=16, shard_size=2, seed=5), tmp_path / "y", progress=False)
+    generate_dataset(GenerateConfig(n=24, shard_size=4, seed=5), tmp_path / "y", progress=False)
     assert _files(tmp_path / "x") == _files(tmp_path / "y")
 
 
