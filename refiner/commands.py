@@ -20,6 +20,7 @@ def refine_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--sessions", default="", help="Comma-separated real sessions the refiner may see (e.g. data); "
               "keep the sessions you report scores on out of it.")
 @click.option("--include", multiple=True, help="Only real files matching this glob (relative path); repeatable.")
@@ -28,12 +29,13 @@ def refine_group() -> None:
 @click.option("--lam-cube", type=float, default=None,
               help="Extra self-regularization on the cube's pixels (default: the profile's).")
 @click.option("--steps", type=int, default=None, help="Adversarial iterations (default: the profile's).")
-def train_cmd(synthetic, real, out, profile, seed, device, resume, sessions, include, exclude, lam, lam_cube, steps) -> None:
+def train_cmd(synthetic, real, out, profile, seed, device, resume, threads, sessions, include, exclude, lam, lam_cube, steps) -> None:
     """Train a refiner (R) and patch discriminator on synthetic crops vs real photos."""
     from refiner.train import make_config, train_refiner
     cfg = make_config(profile, synthetic=synthetic, real=real, out=out, seed=seed, device=device, resume=resume,
                       sessions=tuple(s for s in sessions.split(",") if s), include=tuple(include),
-                      exclude=tuple(exclude), lam=lam, lam_cube=lam_cube, steps=steps)
+                      exclude=tuple(exclude), lam=lam, lam_cube=lam_cube, steps=steps,
+                      num_threads=threads)
     path = train_refiner(cfg)
     click.echo(f"refiner: {path}  (grids and log.csv in {path.parent})")
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+import torch
 
 from core.io import UserError
 
@@ -188,12 +189,11 @@ def sample_synthetic_windows(crops: np.ndarray, masks: np.ndarray, n: int, patch
     return out, out_m
 
 
-def to_tensor(batch: np.ndarray, device) -> "torch.Tensor":
+def to_tensor(batch: np.ndarray, device) -> torch.Tensor:
     """uint8 (B,H,W,3) → float (B,3,H,W) in [0,1] on device."""
-    import torch
     return torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
 
 
-def to_uint8(x: "torch.Tensor") -> np.ndarray:
+def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float (B,3,H,W) in [0,1] → uint8 (B,H,W,3) (rounded)."""
-    return (x.clamp(0, 1) * 255).round_().to("cpu", dtype=__import__("torch").uint8).permute(0, 2, 3, 1).numpy()
+    return (x.clamp(0, 1) * 255).round_().to("cpu", dtype=torch.uint8).permute(0, 2, 3, 1).numpy()
