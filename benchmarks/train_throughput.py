@@ -105,7 +105,7 @@ def main() -> None:
     n_img = a.steps * B
     print(f"profile {a.profile}, pipeline {a.pipeline}, batch {B}, crop {cfg.crop_px}px, frame {hw[1]}x{hw[0]}, "
           f"{a.threads} thread(s), device {dev}, data: {a.data or 'random tensors'}")
-    print(f"| stage | share of step time | ms / batch |\n|---|---|---|")
+    print("| stage | share of step time | ms / batch |\n|---|---|---|")
     for k, v in tm.items():
         print(f"| {k} | {100 * v / total:.1f} % | {1000 * v / a.steps:.1f} |")
     print(f"training: {n_img / total:.0f} img/s (regressor crops; the localizer sees {cfg.loc_batch_frac:.0%} "

@@ -1,7 +1,7 @@
 """Training configuration: one plain dataclass, three size profiles."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from core.io import UserError

@@ -273,7 +273,7 @@ def interpolate_ranges(space: ParamSpace, level: float, acts_on: str | None = No
     return out
 
 
-def write_adr_log(rows: list[dict[str, Any]], out_dir) -> tuple["Path", "Path"]:
+def write_adr_log(rows: list[dict[str, Any]], out_dir) -> tuple[Any, Any]:
     """adr_ranges.csv (one row per log_row) and adr.png (each range over training + the entropy),
     both written atomically. Returns (csv_path, png_path)."""
     import csv
