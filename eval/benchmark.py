@@ -132,8 +132,8 @@ def _train(data: str, out: Path, pipeline: str, prof: BenchProfile, seed: int, d
     t0 = time.time()
     ckpt = train(cfg)
     card = read_json(out / "model_card.json", "model card") if (out / "model_card.json").is_file() else {}
-    return {"checkpoint": str(ckpt), "train_seconds": round(card.get("train_seconds", time.time() - t0), 1),
-            "val": card.get("val", card.get("val_metrics", {}))}
+    return {"checkpoint": str(ckpt), "train_seconds": round(card.get("train_time_s", time.time() - t0), 1),
+            "val": card.get("val_metrics", {})}
 
 
 def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_boot: int) -> dict[str, Any]:

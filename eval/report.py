@@ -112,6 +112,10 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
            "## Results (report session; brackets: bootstrap 95 % intervals)", "",
            "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(r) + " |" for r in trows]
+    md += ["", "Synthetic validation (held-out renders of each pipeline's own training data, end to end through "
+           "the localizer; seed 0): " + "; ".join(
+               f"{r['pipeline']} {r['synthetic_val']['val_re_med_deg']:.1f}° / {r['synthetic_val']['val_te_med_mm']:.1f} mm"
+               for r in seed0 if r.get("synthetic_val", {}).get("val_re_med_deg") is not None) + "."]
     md += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     md += [f"| {k} | {v:.0f} |" for k, v in meta["stage_seconds"].items()]
     md += ["", f"Machine: {meta['machine']}", "", "## Data", "", "| dataset | samples | content hash | path |",
