@@ -76,26 +76,25 @@ def main() -> None:
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         y = torch.randn(args.batch, 10, device=dev)
 
-        def step_model():
-            loss = nn.functional.mse_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sync()
+        def train_step(net, opt, loss_fn):
+            """One forward + backward + Adam step, synchronised so the timing is honest on CUDA."""
+            def step():
+                loss = loss_fn(net(x))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sync()
+            return step
+
+        step_model = train_step(model, opt, lambda out: nn.functional.mse_loss(out, y))
         n_par = sum(p.numel() for p in model.parameters())
         fns[f"train step small CNN ({n_par / 1e6:.2f} M par)"] = step_model
         try:  # the project's own crop regressor at its default width, when pose_model/ is there
             from pose_model.nets import CropRegressor
             reg = CropRegressor(in_px=s).to(dev)
             opt_r = torch.optim.Adam(reg.parameters(), 1e-3)
-
-            def step_reg(reg=reg, opt_r=opt_r):
-                out = reg(x)
-                loss = sum(v.float().pow(2).mean() for v in (out.values() if isinstance(out, dict) else [out]))
-                opt_r.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_r.step()
-                sync()
+            step_reg = train_step(reg, opt_r, lambda out: sum(
+                v.float().pow(2).mean() for v in (out.values() if isinstance(out, dict) else [out])))
             n_reg = sum(p.numel() for p in reg.parameters())
             fns[f"train step CropRegressor ({n_reg / 1e6:.2f} M)"] = step_reg
         except ImportError:

@@ -404,7 +404,7 @@ class SceneRenderer:
         R = R_w2c @ R_obj
         t = R_w2c @ p_obj + t_w2c
         corners = project_points(self.spec.corners_m(), R, t, K)
-        if np.any((R_w2c @ (p_obj - cam_pos)) [2] <= 0.05):
+        if (R_w2c @ (p_obj - cam_pos))[2] <= 0.05:  # cube behind or at the camera
             return None
         x0, y0 = corners.min(0)
         x1, y1 = corners.max(0)
