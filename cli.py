@@ -17,9 +17,9 @@ STAGE_COMMANDS = [
     ("render.commands", "COMMANDS"),
     ("eval.commands", "COMMANDS"),
     ("pose_model.commands", "COMMANDS"),
-    ("randomizer.commands", "COMMANDS"),
+    ("render.randomization_grid", "COMMANDS"),
     ("refiner.commands", "COMMANDS"),
-    ("eval.benchmark_commands", "COMMANDS"),
+    ("benchmark.commands", "COMMANDS"),
 ]
 
 

@@ -2,7 +2,11 @@
 
 Public surface:
 - objects:  ObjectSpec, load_object_spec, BUILTIN_OBJECTS, cube_symmetries
-- camera:   scale_K, crop_K, project_points
+- camera:   scale_K, crop_K, project_points, cube_crop_box, parse_K, read_camera_file (the K-file format)
+- bop:      the BOP format (import core.bop): BopImage, BopGt, load_bop_scenes, read_scene_groups,
+            write_results_csv, read_results_csv, write_scene, write_models
+- real_sets: resolve_real(name_or_path) -> BOP root; cache_dir(); KNOWN_REAL_SETS (import core.real_sets)
+- profiles: pick_profile(table, name) — the one profile lookup (quick / default / full), one error type
 - io:       atomic_write_bytes, atomic_write_text, atomic_write_json, UserError, code_version, sha256_of_json
 - device:   pick_device (import core.device; kept out of this file so torch-free stages stay light)
 """

@@ -33,3 +33,46 @@ def project_points(points_m: np.ndarray, R: np.ndarray, t_m: np.ndarray, K: np.n
     cam = points_m @ np.asarray(R).T + np.asarray(t_m).reshape(1, 3)
     uvw = cam @ np.asarray(K).T
     return uvw[:, :2] / uvw[:, 2:3]
+
+
+def cube_crop_box(corners_px: np.ndarray, centre_px: np.ndarray, scale: float) -> np.ndarray:
+    """The square crop framing a projected cube: side = scale × the larger side of the projected corners'
+    bounding box, centred on the projected centre. Returns [x0, y0, side] in pixel-edge coordinates (the
+    renderer's crops use scale 2; the regressor's crop is that × its crop_factor)."""
+    corners_px = np.asarray(corners_px, dtype=np.float64)
+    side = scale * float((corners_px.max(0) - corners_px.min(0)).max())
+    u, v = np.asarray(centre_px, dtype=np.float64).reshape(2)
+    return np.array([u + 0.5 - side / 2, v + 0.5 - side / 2, side])
+
+
+def parse_K(value, where: str) -> np.ndarray:
+    """A 3×3 intrinsic matrix from 9 numbers (row-major) or nested 3×3 lists; finite, positive focal lengths."""
+    from core.io import UserError
+    try:
+        K = np.asarray(value, dtype=np.float64).reshape(3, 3)
+    except (ValueError, TypeError):
+        raise UserError(f"{where}: expected 9 numbers (a 3×3 intrinsic matrix)") from None
+    if not np.all(np.isfinite(K)):
+        raise UserError(f"{where}: non-finite value")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise UserError(f"{where}: focal lengths must be positive")
+    return K
+
+
+def read_camera_file(path) -> dict:
+    """A camera file: JSON {"cam_K": 9 numbers or 3×3, "width": W, "height": H} → {"K", "width", "height"}."""
+    from core.io import UserError, read_json
+    d = read_json(path, "camera file")
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}}")
+    for key in ("cam_K", "width", "height"):
+        if key not in d:
+            raise UserError(f"{path}: {key}: missing (expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}})")
+    K = parse_K(d["cam_K"], f"{path}: cam_K")
+    try:
+        w, h = int(d["width"]), int(d["height"])
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: width/height: expected positive integers") from None
+    if w <= 0 or h <= 0:
+        raise UserError(f"{path}: width/height: expected positive integers, got {w}×{h}")
+    return {"K": K.tolist(), "width": w, "height": h}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from core.objects import ObjectSpec
-from eval.bop import load_bop_scenes, write_results_csv
+from core.bop import load_bop_scenes, write_results_csv
 
 
 def project_to_so3(M: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ def _err(msg: str) -> None:
 
 
 def _scene_ids_for(real_root: Path, sessions: list[str] | None, scenes: list[str] | None) -> list[int] | None:
-    from eval.bop import read_scene_groups
+    from core.bop import read_scene_groups
     ids: set[int] = set()
     if sessions:
         groups = read_scene_groups(real_root)
@@ -56,7 +56,7 @@ def real_group() -> None:
 def real_import(name: str, src: Path | None, out: Path | None, cache: Path | None, sessions, cameras) -> None:
     """Import a real set into BOP format. For aruco-cube the ground truth comes from the ArUco markers
     (multi-marker PnP); single-marker frames are ambiguous and kept unlabelled."""
-    from eval.real_sets import SHARED_REAL, SHARED_SUBDIR, cached_real_dir
+    from core.real_sets import SHARED_REAL, SHARED_SUBDIR, cached_real_dir
     if src is None:
         src = SHARED_REAL / SHARED_SUBDIR[name]
         if not src.is_dir():
@@ -88,7 +88,7 @@ def real_fetch(name: str, from_dir: Path | None, cache: Path | None) -> None:
     sha256 sums, and import it into the cache: afterwards `--real aruco-cube` works."""
     from eval.fetch import fetch_aruco_cube
     from eval.import_aruco import format_summary
-    from eval.real_sets import cached_real_dir
+    from core.real_sets import cached_real_dir
     man = fetch_aruco_cube(from_dir, cache, log=_err)
     click.echo(format_summary(man["summary"]))
     click.echo(f"wrote {cached_real_dir(name, cache)}")
@@ -109,8 +109,8 @@ def score(pred: Path, real: str, out: Path, sessions, scenes, object_name, seed:
     """Score pose predictions against a real set's ground truth: prints a table and writes metrics.json,
     per_image.csv, cdf.png and overlays.png. A missing prediction counts as a failure."""
     from core.objects import load_object_spec
-    from eval.bop import read_results_csv
-    from eval.real_sets import resolve_real
+    from core.bop import read_results_csv
+    from core.real_sets import resolve_real
     from eval.score import format_table, score_predictions, spec_for_real, write_score_outputs
     root = resolve_real(real)
     rows = read_results_csv(pred)
@@ -138,8 +138,8 @@ def baseline_mean_pose(data: Path, real: str, out: Path, sessions) -> None:
     """Predict the mean training pose (chordal mean rotation, mean translation) for every real image."""
     from render.dataset import SyntheticDataset
     from eval.baseline import mean_pose, mean_pose_predictions
-    from eval.bop import write_results_csv
-    from eval.real_sets import resolve_real
+    from core.bop import write_results_csv
+    from core.real_sets import resolve_real
     root = resolve_real(real)
     ds = SyntheticDataset(data)
     R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.io import UserError
 from eval.import_aruco import import_aruco_cube
-from eval.real_sets import cache_dir, cached_real_dir
+from core.real_sets import cache_dir, cached_real_dir
 
 SHA_LIST = Path(__file__).with_name("aruco_cube_sha256.json")
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"

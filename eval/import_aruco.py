@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.camera import parse_K
 from core.io import UserError, atomic_write_json, code_version
 from core.objects import load_object_spec
-from eval import bop
+from core import bop
 from eval.aruco_label import MAX_RMSE_PX, ArucoLabeler
-from eval.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+from core.real_sets import MANIFEST, check_out_dir, publish, staging_dir
 
 UPSTREAM = {"repo": "keemeoow/rb-ArucoCube_multi_calibration",
             "commit": "592a5c30b1d2753f904016dbfc2b82f2a8cb71c2", "folder": "src2"}
@@ -40,7 +41,7 @@ def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
         raise UserError(f"{npz_path}: camera intrinsics not found")
     try:
         with np.load(npz_path) as z:
-            K = np.asarray(z["color_K"], np.float64).reshape(3, 3)
+            K = parse_K(z["color_K"], f"{npz_path}: color_K")
             D = np.asarray(z["color_D"], np.float64).reshape(-1)
             w, h = int(z["color_w"]), int(z["color_h"])
     except KeyError as e:

@@ -20,9 +20,9 @@ import yaml
 
 from core.io import UserError, atomic_write_json, code_version, read_json
 from core.objects import load_object_spec
-from eval import bop
+from core import bop
 from eval.baseline import project_to_so3
-from eval.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+from core.real_sets import MANIFEST, check_out_dir, publish, staging_dir
 
 UPSTREAM = {"repo": "open-dynamic-robot-initiative/trifinger_object_tracking",
             "commit": "78ec981a4902594c15b4c284805563d27a9cba33", "licence": "BSD-3-Clause"}

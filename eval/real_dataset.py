@@ -16,7 +16,7 @@ import numpy as np
 from core.camera import crop_K, project_points, scale_K
 from core.io import UserError, atomic_write_json, code_version, sha256_of_json
 from core.objects import ObjectSpec
-from eval.bop import load_bop_scenes
+from core.bop import load_bop_scenes
 from render.dataset import FORMAT, labels_array, write_shard
 
 

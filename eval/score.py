@@ -18,9 +18,9 @@ import numpy as np
 from core.io import UserError, atomic_write_json, atomic_write_text, code_version, read_json
 from core.objects import ObjectSpec, load_object_spec, spec_from_dict
 from eval import metrics as M
-from eval.bop import load_bop_scenes, read_models_info, read_scene_groups
+from core.bop import load_bop_scenes, read_models_info, read_scene_groups
 from eval.plots import overlay_grid, plot_error_cdfs
-from eval.real_sets import MANIFEST
+from core.real_sets import MANIFEST
 
 PER_IMAGE_COLUMNS = ("scene_id", "im_id", "session", "obj_id", "predicted", "score", "te_mm", "re_deg",
                      "add_mm", "adds_mm", "mssd_mm", "mspd_px", "time_s", "approximate")

@@ -20,5 +20,5 @@ Public surface:
              `predict_bop(ckpt, real_root, out_csv, scene_ids=None, device)`, `predict_images(...)`
 - geometry:  6D rotations, allocentric↔egocentric, depth code, batched crop K / crops, symmetric errors
 - pipelines: how none / dr / adr / simgan / simgan+dr plug into training (randomizer/ and refiner/ APIs)
-CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`. Benchmark: benchmarks/train_throughput.py.
+CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`. Benchmark: perf/train_throughput.py.
 """

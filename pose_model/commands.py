@@ -6,14 +6,15 @@ import sys
 import click
 
 from core.io import UserError
-from pose_model.config import PIPELINES, PROFILES
+from core.profiles import PROFILE_NAMES
+from pose_model.registry import PIPELINES
 
 
 @click.command("train")
 @click.option("--data", required=True, help="Synthetic dataset directory (sim2real generate / refine apply).")
-@click.option("--pipeline", type=click.Choice(PIPELINES), default="none", show_default=True)
+@click.option("--pipeline", type=click.Choice(tuple(PIPELINES)), default="none", show_default=True)
 @click.option("--out", required=True, help="Run directory: model.pt, model_card.json, curves.csv/png.")
-@click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
               help="quick: CI smoke (< 1 min); default: 2-core CPU (≤ 15 min); full: GPU sizes.")
 @click.option("--epochs", type=int, default=None, help="Override the profile's number of epochs.")
 @click.option("--batch-size", type=int, default=None, help="Override the profile's batch size.")
@@ -60,7 +61,7 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
             raise UserError("--images needs --camera K.json (the intrinsics of the images)")
         path = predict_images(ckpt, images, camera, out, device, overlays, object_name)
     else:
-        from eval.real_sets import resolve_real
+        from core.real_sets import resolve_real
         try:
             scene_ids = [int(s) for s in scenes.split(",") if s.strip()] if scenes else None
         except ValueError:

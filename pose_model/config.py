@@ -5,9 +5,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from core.io import UserError
-
-PIPELINES = ("none", "dr", "adr", "simgan", "simgan+dr")
-PROFILES = ("quick", "default", "full")
+from core.profiles import PROFILE_NAMES as PROFILES, pick_profile
+from pose_model.registry import PIPELINES, pipeline_spec
 
 
 @dataclass
@@ -53,10 +52,8 @@ class TrainConfig:
     log_every: int = 20
 
     def check(self) -> None:
-        if self.pipeline not in PIPELINES:
-            raise UserError(f"--pipeline {self.pipeline}: expected one of {', '.join(PIPELINES)}")
-        if self.profile not in PROFILES:
-            raise UserError(f"--profile {self.profile}: expected one of {', '.join(PROFILES)}")
+        pipeline_spec(self.pipeline)
+        pick_profile(PROFILE_SIZES, self.profile)
         if self.epochs < 1:
             raise UserError(f"--epochs {self.epochs}: expected a positive integer")
         if self.crop_px % 16:
@@ -81,9 +78,7 @@ PROFILE_SIZES: dict[str, dict[str, Any]] = {
 
 def make_config(profile: str = "default", **overrides: Any) -> TrainConfig:
     """The profile's sizes, then every override that is not None."""
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile}: expected one of {', '.join(PROFILES)}")
-    cfg = replace(TrainConfig(profile=profile), **PROFILE_SIZES[profile])
+    cfg = replace(TrainConfig(profile=profile), **pick_profile(PROFILE_SIZES, profile))
     names = {f.name for f in fields(TrainConfig)}
     bad = set(overrides) - names
     if bad:

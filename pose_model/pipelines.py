@@ -4,11 +4,13 @@ A pipeline decides (1) which dataset it accepts, (2) which samples make each bat
 are randomized on the fly, and (4) what it learns from the task's success (ADR). The training loop only
 calls `check_dataset`, `batches`, `augment`, `report`, `state_dict`/`load_state_dict` and `card`.
 
+Which dataset each pipeline expects and whether it randomizes images is the registry's word
+(pose_model/registry.py); a dataset of another kind gets one warning.
 - none:      images as rendered.
-- dr:        randomizer.ImageRandomizer with the space's 'dr' image ranges, on the training device;
-             expects a dataset rendered with `--randomization dr` (warns otherwise).
+- dr, image-dr, oracle: randomizer.ImageRandomizer with the space's 'dr' image ranges, on the training device
+             (dr on render-time-randomized data, image-dr on nominal renders, oracle on real photos).
 - adr:       randomizer.ADR: every step draws ranges (one boundary pinned with probability p_b), picks the
-             batch from a pool rendered with `--randomization widest` inside the draw's render ranges
+             batch from a pool rendered with `--randomization adr-pool` inside the draw's render ranges
              (randomizer.pool_indices), randomizes images inside its image ranges, and reports the
              fraction of boundary samples the pose task solved.
 - simgan:    a dataset refined by refiner/ (its manifest has `refined_by`), images as stored.
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from core.io import UserError
+from pose_model.registry import PipelineSpec, pipeline_spec
 
 
 def warn(msg: str) -> None:
@@ -31,26 +34,20 @@ def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
-def _randomization_name(manifest: dict) -> str | None:
-    """The named randomization a dataset was rendered with, whatever key the manifest uses for it."""
-    for key in ("randomization_name", "randomization_preset", "randomization_which"):
-        if isinstance(manifest.get(key), str):
-            return manifest[key]
+def dataset_level(manifest: dict) -> str:
+    """What a dataset holds, in the registry's terms: its randomization level, or 'refined' for a SimGAN-refined
+    set (render/dataset.py writes `randomization.level`; refiner/apply.py adds `refined_by`)."""
+    if manifest.get("refined_by"):
+        return "refined"
     r = manifest.get("randomization")
-    if isinstance(r, str):
-        return r
-    if isinstance(r, dict):
-        for key in ("level", "name", "which", "preset"):
-            if isinstance(r.get(key), str):
-                return r[key]
-    return None
+    return str(r.get("level")) if isinstance(r, dict) else "unknown"
 
 
 class Pipeline:
-    name = "none"
-    randomize_images = False
+    """Base: images as stored (randomized on the fly when the registry says image_dr)."""
 
-    def __init__(self, space_path: str | None, seed: int, device: torch.device) -> None:
+    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
+        self.spec, self.name, self.randomize_images = spec, spec.name, spec.image_dr
         self.space_path, self.seed, self.device = space_path, seed, device
         self.space = None
         self.randomizer = None
@@ -62,9 +59,10 @@ class Pipeline:
 
     # (1) ------------------------------------------------------------------------------------------
     def check_dataset(self, manifest: dict, data_dir: str) -> None:
-        if manifest.get("refined_by") and self.name in ("none", "dr", "adr"):
-            warn(f"{data_dir}: this dataset was refined by a SimGAN refiner; pipeline "
-                          f"{self.name!r} is meant for rendered data (use simgan or simgan+dr)")
+        level = dataset_level(manifest)
+        if level != self.spec.dataset:
+            warn(f"{data_dir}: holds {level!r} data; pipeline {self.name!r} expects {self.spec.dataset!r} "
+                 f"(see `sim2real train --help`)")
 
     # (2) ------------------------------------------------------------------------------------------
     def batches(self, train_idx: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, Any]]:
@@ -107,23 +105,14 @@ class Pipeline:
 
 
 class NonePipeline(Pipeline):
-    name = "none"
+    pass
 
 
 class DRPipeline(Pipeline):
-    name = "dr"
-    randomize_images = True
-
-    def check_dataset(self, manifest: dict, data_dir: str) -> None:
-        super().check_dataset(manifest, data_dir)
-        which = _randomization_name(manifest)
-        if which not in ("dr", "widest"):
-            warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; pipeline dr expects "
-                          f"a dataset generated with `--randomization dr` (image randomization still applies)")
+    pass
 
 
 class SimGANPipeline(Pipeline):
-    name = "simgan"
 
     def check_dataset(self, manifest: dict, data_dir: str) -> None:
         if not manifest.get("refined_by"):
@@ -132,16 +121,14 @@ class SimGANPipeline(Pipeline):
 
 
 class SimGANDRPipeline(SimGANPipeline):
-    name = "simgan+dr"
-    randomize_images = True
+    pass
 
 
 class ADRPipeline(Pipeline):
     """OpenAI-style ADR: ranges move with the task's success on boundary samples."""
-    name = "adr"
 
-    def __init__(self, space_path: str | None, seed: int, device: torch.device) -> None:
-        super().__init__(space_path, seed, device)
+    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
+        super().__init__(spec, space_path, seed, device)
         from randomizer import ADR, ADRConfig, ImageRandomizer
         from randomizer.space import load_space
         self.space = load_space(space_path)
@@ -155,13 +142,6 @@ class ADRPipeline(Pipeline):
         self.params = params
         self.train_mask = np.zeros(len(params), bool)
         self.train_mask[train_idx] = True
-
-    def check_dataset(self, manifest: dict, data_dir: str) -> None:
-        super().check_dataset(manifest, data_dir)
-        which = _randomization_name(manifest)
-        if which != "widest":
-            warn(f"{data_dir}: rendered with randomization {which or 'unknown'!r}; ADR samples the "
-                          f"render-time ranges from a pool generated with `--randomization widest`")
 
     def batches(self, train_idx, batch_size, rng):
         from randomizer import pool_indices
@@ -208,11 +188,9 @@ class ADRPipeline(Pipeline):
                 "space": self.space_path or "randomizer/default.yaml"}
 
 
-PIPELINE_CLASSES = {"none": NonePipeline, "dr": DRPipeline, "adr": ADRPipeline, "simgan": SimGANPipeline,
-                    "simgan+dr": SimGANDRPipeline}
+PIPELINE_CLASSES = {c.__name__: c for c in (NonePipeline, DRPipeline, ADRPipeline, SimGANPipeline, SimGANDRPipeline)}
 
 
 def make_pipeline(name: str, space_path: str | None, seed: int, device: torch.device) -> Pipeline:
-    if name not in PIPELINE_CLASSES:
-        raise UserError(f"--pipeline {name}: expected one of {', '.join(PIPELINE_CLASSES)}")
-    return PIPELINE_CLASSES[name](space_path, seed, device)
+    spec = pipeline_spec(name)
+    return PIPELINE_CLASSES[spec.cls](spec, space_path, seed, device)

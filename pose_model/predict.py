@@ -117,11 +117,9 @@ def draw_overlay(image_rgb: np.ndarray, R: np.ndarray, t_m: np.ndarray, K: np.nd
 def gt_crop_box(spec, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, crop_factor: float) -> np.ndarray:
     """The crop the regressor would get from a perfect localizer (the renderer's rule: side = 2 × the larger
     side of the projected corners' bounding box, centred on the projected centre) × crop_factor."""
-    from core.camera import project_points
-    c = project_points(spec.corners_m(), R, t_m, K)
-    side = 2.0 * float((c.max(0) - c.min(0)).max()) * crop_factor
-    u, v = project_points(np.zeros((1, 3)), R, t_m, K)[0]
-    return np.array([u + 0.5 - side / 2, v + 0.5 - side / 2, side])
+    from core.camera import cube_crop_box, project_points
+    return cube_crop_box(project_points(spec.corners_m(), R, t_m, K), project_points(np.zeros((1, 3)), R, t_m, K)[0],
+                         2.0 * crop_factor)
 
 
 def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: str | os.PathLike,
@@ -131,7 +129,7 @@ def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: 
 
     diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
     skipped): isolates the crop regressor's transfer; a diagnostic, never an end-to-end score."""
-    from eval.bop import load_bop_scenes, read_models_info, write_results_csv
+    from core.bop import load_bop_scenes, read_models_info, write_results_csv
     est = PoseEstimator.load(ckpt, device)
     root = Path(real_root)
     info = read_models_info(root)
@@ -199,7 +197,7 @@ def predict_images(ckpt: str | os.PathLike, images_dir: str | os.PathLike, camer
                    object_name: str | None = None) -> Path:
     """Predict a plain folder of images sharing one camera → BOP results CSV (scene 0, im_id = the file's
     number when its stem is an integer, else its position in sorted order; names in <out>.images.json)."""
-    from eval.bop import write_results_csv
+    from core.bop import write_results_csv
     d = Path(images_dir)
     if not d.is_dir():
         raise UserError(f"--images {d}: not a folder")

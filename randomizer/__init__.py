@@ -8,7 +8,7 @@ Public surface:
           interpolate_ranges(space, level) (nominal 0 → widest 1, grown as ADR grows them)
 - pool:   pool_indices(params, space, render_ranges, boundary=None, tol=0.05, min_count=0),
           pool_sample_params(space, rng, q_nominal) — render-time ADR through a pre-rendered pool
-- CLI:    `sim2real randomizer show` (randomizer/commands.py)
+- CLI:    `sim2real randomizer show` lives in render/randomization_grid.py (it renders scenes)
 """
 from randomizer.space import Param, ParamSpace, load_space
 

@@ -26,7 +26,7 @@ floor(lo)..floor(hi)):
   blur_sigma_px   Gaussian blur with sigma v px (v < 0.1 px: left as is)
   motion_blur_px  motion blur over v px (kernel = v rounded up to odd; v <= 1: left as is), random angle
   jpeg_quality    JPEG round trip at quality v (kornia's differentiable codec), on a fraction
-                  `jpeg_fraction` of the batch (the codec is the slowest op; see benchmarks/); on all
+                  `jpeg_fraction` of the batch (the codec is the slowest op; see perf/); on all
                   of it when the range is a single value (an ADR boundary draw)
   plasma_shadow_prob  a plasma-fractal shadow (diamond-square at 1/4 resolution, upsampled) with prob v
   erasing_prob    an occluding rectangle (2-20 % of the area, random colour) with prob v
@@ -233,7 +233,7 @@ def _chroma(x, sat, hue):
     """Saturation and hue in one pass: scale and rotate the chroma plane (U, V) of kornia's YUV.
     Rotating chroma is the classic video "hue" control. Being linear, the whole thing is one 3x3 matrix
     per sample (YUV^-1 . diag(1, R(hue) * sat) . YUV): ~10x cheaper than kornia's HSV round trip
-    (adjust_hue was the slowest op in benchmarks/augment_throughput.py) and smooth in the factor."""
+    (adjust_hue was the slowest op in perf/augment_throughput.py) and smooth in the factor."""
     B = x.shape[0]
     yuv, inv = _yuv_matrices(x)
     s = sat["value"] if sat is not None else torch.ones(B, dtype=torch.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from core.io import UserError
+from core.profiles import PROFILE_NAMES
 
 
 @click.group("refine")
@@ -16,7 +17,7 @@ def refine_group() -> None:
 @click.option("--real", required=True, help="Real images: a folder (searched recursively for jpg/png), "
               "a BOP root, or a real-set name (e.g. aruco-cube). Labels are never read.")
 @click.option("--out", default="runs/refiner", show_default=True, type=click.Path(file_okay=False))
-@click.option("--profile", type=click.Choice(["quick", "default", "full"]), default="default", show_default=True)
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")

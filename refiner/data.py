@@ -1,8 +1,8 @@
 """Unlabelled real images and the patch samplers the refiner trains on.
 
 Real images are read WITHOUT labels, from either
-- a BOP dataset (a root with test/ and models/, or a name resolved by eval.real_sets.resolve_real):
-  sessions come from eval.bop.read_scene_groups, or
+- a BOP dataset (a root with test/ and models/, or a name resolved by core.real_sets.resolve_real):
+  sessions come from core.bop.read_scene_groups, or
 - any folder of images (recursive *.jpg / *.jpeg / *.png). A folder image's session is the first
   folder `<name>_result` on its relative path (upstream ArUco layout: test1_result/ holds session
   "test1"), else the first folder named `data` ("data"), else its top-level folder name.
@@ -53,7 +53,7 @@ def list_real_images(real: str, sessions: tuple[str, ...] | list[str] = (), incl
         if "/" in real or real.startswith("."):
             raise UserError(f"{real}: --real: no such folder")
         try:
-            from eval.real_sets import resolve_real
+            from core.real_sets import resolve_real
         except ModuleNotFoundError:
             raise UserError(f"--real {real}: not a folder, and real-set names need the eval stage "
                             "(give a folder of images or a BOP root instead)") from None
@@ -66,7 +66,7 @@ def list_real_images(real: str, sessions: tuple[str, ...] | list[str] = (), incl
     if kind == "bop":
         groups: dict[str, list[int]] = {}
         try:
-            from eval.bop import read_scene_groups
+            from core.bop import read_scene_groups
             groups = read_scene_groups(p)
         except ModuleNotFoundError:
             pass

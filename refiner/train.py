@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.device import pick_device
+from core.profiles import pick_profile
 from core.io import UserError, atomic_write_json, atomic_write_text, code_version
 from refiner import data as rdata
 from refiner.model import HistoryBuffer, PatchDiscriminator, Refiner
@@ -89,9 +90,7 @@ PROFILES: dict[str, dict] = {
 
 def make_config(profile: str = "default", **overrides) -> RefinerConfig:
     """Config of a profile with explicit overrides (None values are ignored)."""
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile}: expected one of {', '.join(PROFILES)}")
-    kw = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    kw = {**pick_profile(PROFILES, profile), **{k: v for k, v in overrides.items() if v is not None}}
     names = {f.name for f in fields(RefinerConfig)}
     unknown = set(kw) - names
     if unknown:

@@ -45,7 +45,7 @@ def generate(object_, n, out, seed, workers, like_real, camera_file, randomizati
     if drop:
         cfg.scene["drop_orientation"] = drop
     if like_real:
-        from eval.real_sets import resolve_real
+        from core.real_sets import resolve_real
         cfg.cameras = cameras_like_real(str(resolve_real(like_real)))
     elif camera_file:
         cfg.cameras = cameras_from_k_file(camera_file)

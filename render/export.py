@@ -14,7 +14,7 @@ from render.dataset import SyntheticDataset
 def export_bop(ds: SyntheticDataset, out_dir: str | os.PathLike, images: str = "frames",
                scene_size: int = 1000) -> Path:
     """Write ds as a BOP dataset (test split, `scene_size` images per scene) into out_dir, atomically."""
-    from eval.bop import write_models, write_scene  # the project's one BOP writer
+    from core.bop import write_models, write_scene  # the project's one BOP writer
     if images not in ("frames", "crops"):
         raise UserError(f"--images: expected frames or crops, got {images!r}")
     out = Path(out_dir)

@@ -84,21 +84,14 @@ def load_scene_file(path: str) -> dict[str, Any]:
 
 
 def cameras_from_k_file(path: str) -> list[dict[str, Any]]:
-    """A JSON file {"cam_K": 9 numbers or 3×3, "width": W, "height": H}."""
-    d = read_json(path, "camera file")
-    try:
-        K = np.asarray(d["cam_K"], dtype=np.float64).reshape(3, 3)
-        w, h = int(d["width"]), int(d["height"])
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{path}: expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}}") from None
-    if K[0, 0] <= 0 or K[1, 1] <= 0 or w <= 0 or h <= 0:
-        raise UserError(f"{path}: cam_K must have positive focal lengths and width/height positive")
-    return [{"K": K.tolist(), "width": w, "height": h}]
+    """A JSON camera file {"cam_K": 9 numbers or 3×3, "width": W, "height": H} (core.camera.read_camera_file)."""
+    from core.camera import read_camera_file
+    return [read_camera_file(path)]
 
 
 def cameras_like_real(bop_root: str) -> list[dict[str, Any]]:
     """Every distinct camera (K, size) of a real BOP set, so synthetic and real images share intrinsics."""
-    from eval.bop import load_bop_scenes  # the one BOP reader of the project
+    from core.bop import load_bop_scenes  # the one BOP reader of the project
     seen: dict[str, dict[str, Any]] = {}
     for im in load_bop_scenes(bop_root):
         cam = {"K": np.round(np.asarray(im.K, dtype=np.float64), 6).tolist(), "width": im.width, "height": im.height}

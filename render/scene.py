@@ -40,7 +40,7 @@ def _import_pybullet_quietly():
 
 pb = _import_pybullet_quietly()
 
-from core.camera import crop_K, project_points, scale_K
+from core.camera import crop_K, cube_crop_box, project_points, scale_K
 from core.io import UserError
 from core.objects import ObjectSpec
 from randomizer.space import ParamSpace, Range
@@ -424,8 +424,7 @@ class SceneRenderer:
         hull_area_f = cv2.contourArea(hull_f)
 
         # zoomed crop through an off-axis projection, centred on the projected cube centre
-        side = self.crop_scale * size_px
-        cx0, cy0 = centre[0] + 0.5 - side / 2, centre[1] + 0.5 - side / 2
+        cx0, cy0, side = cube_crop_box(corners, centre, self.crop_scale)
         Kc = crop_K(K, cx0, cy0, side, self.crop_px)
         crop, seg_c = self._render(Kc, self.crop_px, self.crop_px, R_w2c, t_w2c, light)
         crop_mask = (seg_c == cube).astype(np.uint8)

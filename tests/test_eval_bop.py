@@ -8,8 +8,8 @@ import pytest
 
 from core.io import UserError
 from core.objects import load_object_spec
-from eval import bop
-from eval.real_sets import resolve_real
+from core import bop
+from core.real_sets import resolve_real
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_object_spec("aruco-cube")

@@ -10,12 +10,12 @@ import pytest
 
 from core.io import UserError
 from core.objects import load_object_spec
-from eval import bop
+from core import bop
 from eval.aruco_label import ArucoLabeler
 from eval.fetch import fetch_aruco_cube
 from eval.import_aruco import import_aruco_cube
 from eval.import_trifinger import import_trifinger
-from eval.real_sets import resolve_real
+from core.real_sets import resolve_real
 from eval.score import score_predictions, spec_for_real, write_score_outputs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real"

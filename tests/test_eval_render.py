@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.objects import load_object_spec
-from eval import bop
+from core import bop
 from eval.aruco_label import ArucoLabeler
 from eval.baseline import mean_pose
 from eval.metrics import re_deg

@@ -41,7 +41,7 @@ def tiny_model(tiny_data, tmp_path_factory):
 
 def _bop_from_synthetic(ds_dir: Path, root: Path, n: int, spec_name: str = "aruco-cube") -> list:
     """A small labelled BOP set: the synthetic frames upsampled to the camera resolution."""
-    from eval.bop import write_models, write_scene
+    from core.bop import write_models, write_scene
     from render.dataset import SyntheticDataset
     ds = SyntheticDataset(ds_dir)
     H, W = ds.manifest["full_hw"]
@@ -57,7 +57,7 @@ def _bop_from_synthetic(ds_dir: Path, root: Path, n: int, spec_name: str = "aruc
 
 
 def test_end_to_end_predict_bop(tiny_data, tiny_model, tmp_path):
-    from eval.bop import read_results_csv
+    from core.bop import read_results_csv
     card = json.loads((tiny_model.parent / "model_card.json").read_text())
     assert card["pipeline"] == "none" and card["dataset"]["content_hash"]
     assert np.isfinite(card["val_metrics"]["val_re_med_deg"])
@@ -79,7 +79,7 @@ def test_end_to_end_predict_bop(tiny_data, tiny_model, tmp_path):
 
 
 def test_predict_images_folder(tiny_data, tiny_model, tmp_path):
-    from eval.bop import read_results_csv
+    from core.bop import read_results_csv
     from render.dataset import SyntheticDataset
     ds = SyntheticDataset(tiny_data)
     (tmp_path / "imgs").mkdir()

@@ -6,7 +6,7 @@ import pytest
 
 import cli
 from randomizer import load_space
-from randomizer.commands import render_grid
+from render.randomization_grid import render_grid
 
 
 def test_show_image_only_writes_png(tmp_path, capsys):

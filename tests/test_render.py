@@ -178,7 +178,7 @@ def test_show_and_export(near_ds, tmp_path):
     assert cv2.imread(str(tmp_path / "sheet.png")) is not None
     r = _cli("export", "--data", str(near_ds.root), "--format", "bop", "--out", str(tmp_path / "bop"))
     assert r.returncode == 0, r.stderr
-    from eval.bop import load_bop_scenes
+    from core.bop import load_bop_scenes
     ims = load_bop_scenes(tmp_path / "bop")
     assert len(ims) == len(near_ds)
     np.testing.assert_allclose(ims[3].gts[0].t_mm, near_ds.labels["t_m"][3] * 1000, atol=1e-6)

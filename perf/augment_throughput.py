@@ -6,7 +6,7 @@ Measures, in one process on the CPU with `torch.set_num_threads(THREADS)`:
     the size of model the pose pipeline trains (4-5 strided convs, ~1 M parameters).
 Prints the median of several repeats per row. Target: augmentation img/s >= model img/s.
 
-    python3 benchmarks/augment_throughput.py [--threads 2] [--sizes 64 128] [--repeats 7] [--device cpu] [--per-op]
+    python3 perf/augment_throughput.py [--threads 2] [--sizes 64 128] [--repeats 7] [--device cpu] [--per-op]
 """
 from __future__ import annotations
 

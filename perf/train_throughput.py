@@ -1,7 +1,7 @@
 """Pose-model throughput on CPU: training img/s, the share of each step spent loading / making crops /
 randomizing images / in the model, and inference ms per 640×480 image.
 
-    python3 benchmarks/train_throughput.py [--data DIR] [--profile default] [--pipeline none|dr]
+    python3 perf/train_throughput.py [--data DIR] [--profile default] [--pipeline none|dr]
                                            [--threads 1] [--steps 20] [--device cpu]
 
 Without --data it uses random images of the dataset contract's shapes (160×120 frames, 128² rendered

@@ -1,7 +1,7 @@
 """Render throughput: the generator against a bare getCameraImage loop at the same image sizes, in the
 same run, and the generator's scaling from 1 to 2 worker processes.
 
-    python -m benchmarks.render_throughput [--n 256] [--repeats 3]
+    python -m perf.render_throughput [--n 256] [--repeats 3]
 
 The bare loop renders the same two images per sample (full frame at working resolution + the zoomed
 crop) of an already built scene, with nothing else: it is the ceiling for one process.

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.io import UserError, atomic_write_json, code_version, read_json
-
-PIPELINES = ("none", "dr", "adr", "simgan", "simgan+dr")
-PIPELINE_DATA = {"none": "nominal", "dr": "dr", "adr": "adr-pool", "simgan": "refined", "simgan+dr": "refined"}
+from core.profiles import pick_profile
+from pose_model.registry import PIPELINES, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
 
 
@@ -82,7 +81,7 @@ class StageLog:
 
 
 def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from eval.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
@@ -101,7 +100,7 @@ def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
 
 
 def session_split(real_root: Path) -> tuple[list[int], list[int]]:
-    from eval.bop import read_scene_groups
+    from core.bop import read_scene_groups
     groups = read_scene_groups(real_root)
     if TUNE_SESSION not in groups or REPORT_SESSION not in groups:
         raise UserError(f"{real_root}: expected sessions {TUNE_SESSION!r} and {REPORT_SESSION!r}, found "
@@ -112,7 +111,7 @@ def session_split(real_root: Path) -> tuple[list[int], list[int]]:
 def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, log=print) -> dict[str, Any]:
     """Generate (or reuse, keyed by the config hash) the synthetic dataset at one randomization level."""
     from core.io import sha256_of_json
-    from eval.real_sets import cache_dir
+    from core.real_sets import cache_dir
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
@@ -137,7 +136,7 @@ def _train(data: str, out: Path, pipeline: str, prof: BenchProfile, seed: int, d
 
 
 def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_boot: int) -> dict[str, Any]:
-    from eval.bop import read_results_csv
+    from core.bop import read_results_csv
     from eval.score import score_predictions, spec_for_real, write_score_outputs
     spec = spec_for_real(real_root)
     rows = read_results_csv(pred_csv)
@@ -148,17 +147,15 @@ def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_b
 
 def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
                   seeds: int = 1, out: str | os.PathLike = "reports/latest", device: str = "auto",
-                  pipelines: tuple[str, ...] = PIPELINES, log=print) -> Path:
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile}: expected one of {', '.join(PROFILES)}")
+                  pipelines: tuple[str, ...] = SIM_PIPELINES, log=print) -> Path:
+    prof = pick_profile(PROFILES, profile)
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
-    bad = [p for p in pipelines if p not in PIPELINES]
+    bad = [p for p in pipelines if p not in SIM_PIPELINES]
     if bad:
-        raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(PIPELINES)})")
+        raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
     from core.device import pick_device
     dev = str(pick_device(device))
-    prof = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
@@ -170,7 +167,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     tune_scenes, report_scenes = session_split(real_root)
 
     # nominal is always needed: the mean-pose baseline and the refiner start from it
-    levels = sorted({"nominal"} | {PIPELINE_DATA[p] for p in pipelines if PIPELINE_DATA[p] != "refined"})
+    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
     data = {lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log), log)
             for lv in levels}
 
@@ -192,11 +189,11 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
         for p in pipelines:
-            if PIPELINE_DATA[p] == "refined" and "refined" not in data:
+            if PIPELINES[p].dataset == "refined" and "refined" not in data:
                 data["refined"] = stages.run("refiner", refine_stage, log)
             run_dir = out / "runs" / f"{p.replace('+', '_')}_s{seed}"
             tr = stages.run(f"train:{p}:s{seed}", lambda p=p, run_dir=run_dir, seed=seed: _train(
-                data[PIPELINE_DATA[p]]["path"], run_dir, p, prof, seed, dev, prof.train_overrides), log)
+                data[PIPELINES[p].dataset]["path"], run_dir, p, prof, seed, dev, prof.train_overrides), log)
             sc = stages.run(f"score:{p}:s{seed}", lambda tr=tr, run_dir=run_dir: _predict_and_score(
                 tr["checkpoint"], real_root, report_scenes, run_dir, dev, prof.n_boot), log)
             rows.append({"pipeline": p, "seed": seed, "train_seconds": tr["train_seconds"],
@@ -209,7 +206,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
             from eval.real_dataset import real_to_dataset
             from eval.score import spec_for_real
             ds = real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle")
-            return _train(str(ds), odir, "dr", prof, seed, dev, prof.oracle_overrides)
+            return _train(str(ds), odir, "oracle", prof, seed, dev, prof.oracle_overrides)
         tr = stages.run(f"train:oracle:s{seed}", oracle_train, log)
         sc = stages.run(f"score:oracle:s{seed}", lambda tr=tr, odir=odir: _predict_and_score(
             tr["checkpoint"], real_root, report_scenes, odir, dev, prof.n_boot), log)
@@ -218,7 +215,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
 
     def mean_pose_stage() -> dict[str, Any]:
         from eval.baseline import mean_pose, mean_pose_predictions
-        from eval.bop import write_results_csv
+        from core.bop import write_results_csv
         from render.dataset import SyntheticDataset
         ds = SyntheticDataset(data["nominal"]["path"])
         R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)
@@ -231,7 +228,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     rows.append({"pipeline": "mean-pose", "seed": 0, "train_seconds": 0.0, "checkpoint": None, **mp["metrics"],
                  "score_dir": mp["score_dir"]})
 
-    from eval.report import write_report
+    from benchmark.report import write_report
     stages_s = stages.seconds()
     write_report(out, rows, {
         "profile": profile, "real": real, "real_root": str(real_root), "tune_session": TUNE_SESSION,

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from core.camera import parse_K
 from core.io import UserError, atomic_write_json, atomic_write_text, read_json
 
 RESULTS_COLUMNS = ("scene_id", "im_id", "obj_id", "score", "R", "t", "time")
@@ -132,7 +133,7 @@ def load_bop_scenes(root: str | Path, scene_ids: Iterable[int] | None = None, sp
             entry = cam[key]
             if not isinstance(entry, dict) or "cam_K" not in entry:
                 raise UserError(f"{where}: cam_K: missing")
-            K = _vec(entry["cam_K"], 9, f"{where}: cam_K").reshape(3, 3)
+            K = parse_K(entry["cam_K"], f"{where}: cam_K")
             rgb = _find_rgb(sdir, im_id)
             if rgb is None:
                 raise UserError(f"{sdir / 'rgb'}: image {im_id:06d}.jpg/png not found")

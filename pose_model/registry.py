@@ -1,0 +1,38 @@
+"""The one registry of pipelines: name → which dataset it trains on, whether images are randomized on the fly,
+and the class (pose_model/pipelines.py) that plugs it into the training loop. Torch-free, so the CLI, `train`
+and the benchmark all read it cheaply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.io import UserError
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    dataset: str        # randomization level of the synthetic dataset it expects (nominal, dr, adr-pool), or
+                        # "refined" (a SimGAN-refined nominal set) or "real" (labelled real photos)
+    image_dr: bool      # image-level randomization (kornia, the space's 'dr' image ranges) on the fly
+    cls: str            # class name in pose_model/pipelines.py
+    about: str
+    synthetic: bool = True   # trained on synthetic data only (a sim-to-real method; a row of the benchmark)
+
+
+PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in [
+    PipelineSpec("none", "nominal", False, "NonePipeline", "nominal renders, as rendered"),
+    PipelineSpec("image-dr", "nominal", True, "DRPipeline", "nominal renders + image-level randomization (control)"),
+    PipelineSpec("dr", "dr", True, "DRPipeline", "render-time + image-level domain randomization"),
+    PipelineSpec("adr", "adr-pool", False, "ADRPipeline", "automatic domain randomization (ranges move with success)"),
+    PipelineSpec("simgan", "refined", False, "SimGANPipeline", "SimGAN-refined nominal renders"),
+    PipelineSpec("simgan+dr", "refined", True, "SimGANDRPipeline", "SimGAN-refined renders + image-level randomization"),
+    PipelineSpec("oracle", "real", True, "DRPipeline", "labelled real photos of the tune session (a reference)",
+                 synthetic=False),
+]}
+SIM_PIPELINES = tuple(n for n, p in PIPELINES.items() if p.synthetic)
+
+
+def pipeline_spec(name: str, flag: str = "--pipeline") -> PipelineSpec:
+    if name not in PIPELINES:
+        raise UserError(f"{flag} {name}: expected one of {', '.join(PIPELINES)}")
+    return PIPELINES[name]
