@@ -1,4 +1,4 @@
-"""CLI commands of the render stage: generate, show, export."""
+"""CLI commands of the render stage: generate, show, export, cube print."""
 from __future__ import annotations
 
 import click
@@ -79,4 +79,25 @@ def export(data, fmt, images, out):
     click.echo(f"BOP dataset: {export_bop(SyntheticDataset(data), out, images=images)}")
 
 
-COMMANDS = [generate, show, export]
+@click.group("cube")
+def cube_group() -> None:
+    """The physical cube: print a net to cut, fold and glue."""
+
+
+@cube_group.command("print")
+@click.option("--object", "object_", default="aruco-cube", show_default=True,
+              help="Built-in object (aruco-cube, trifinger-cube, plain-cube) or a spec YAML/JSON file.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="cube.pdf, cube.svg or cube.png.")
+@click.option("--dpi", type=int, default=300, show_default=True, help="Pixels per inch of a PNG.")
+def cube_print(object_, out, dpi):
+    """A printable net (cross layout, glue tabs) with each face's marker at the spec's dictionary, id, size
+    and roll, a scale bar to check the printer's scaling, and the spec printed on it."""
+    from core.objects import load_object_spec
+    from render.cube_print import print_cube
+    spec = load_object_spec(object_)
+    layout = print_cube(spec, out, dpi=dpi)
+    click.echo(f"wrote {out} ({layout['paper']} page, {len(layout['markers'])} markers); print at 100 % and "
+               f"check the scale bar")
+
+
+COMMANDS = [generate, show, export, cube_group]
