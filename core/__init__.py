@@ -2,7 +2,7 @@
 
 Public surface:
 - objects:  ObjectSpec, load_object_spec, BUILTIN_OBJECTS, cube_symmetries
-- camera:   scale_K, crop_K, project_points, cube_crop_box, parse_K, read_camera_file (the K-file format)
+- camera:   scale_K, crop_K, project_points, cube_crop_box, parse_K, parse_dist, read_camera_file (the K-file format, KFILE_SCHEMA)
 - bop:      the BOP format (import core.bop): BopImage, BopGt, load_bop_scenes, read_scene_groups,
             write_results_csv, read_results_csv, write_scene, write_models
 - real_sets: resolve_real(name_or_path) -> BOP root; cache_dir(); KNOWN_REAL_SETS (import core.real_sets)

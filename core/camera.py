@@ -59,15 +59,32 @@ def parse_K(value, where: str) -> np.ndarray:
     return K
 
 
-def read_camera_file(path) -> dict:
-    """A camera file: JSON {"cam_K": 9 numbers or 3×3, "width": W, "height": H} → {"K", "width", "height"}."""
+KFILE_SCHEMA = ('{"cam_K": [9 numbers] or 3×3, "width": W, "height": H, optional "dist": [4, 5, 8, 12 or 14 '
+                'OpenCV distortion coefficients k1 k2 p1 p2 [k3 ...]]}')
+
+
+def parse_dist(value, where: str) -> np.ndarray:
+    """OpenCV distortion coefficients (k1, k2, p1, p2[, k3[, k4, k5, k6[, s1..s4[, τx, τy]]]]), finite."""
+    from core.io import UserError
+    try:
+        d = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):
+        raise UserError(f"{where}: expected a list of 4, 5, 8, 12 or 14 numbers") from None
+    if d.size not in (0, 4, 5, 8, 12, 14) or not np.all(np.isfinite(d)):
+        raise UserError(f"{where}: expected 4, 5, 8, 12 or 14 finite numbers (OpenCV order), got {d.size}")
+    return d
+
+
+def read_camera_file(path, with_dist: bool = False) -> dict:
+    """A camera file (K.json) → {"K", "width", "height"} (+ "dist", a list, possibly empty, when with_dist).
+    Schema: KFILE_SCHEMA; other keys (e.g. the reprojection RMS `camera calibrate` writes) are ignored."""
     from core.io import UserError, read_json
     d = read_json(path, "camera file")
     if not isinstance(d, dict):
-        raise UserError(f"{path}: expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}}")
+        raise UserError(f"{path}: expected {KFILE_SCHEMA}")
     for key in ("cam_K", "width", "height"):
         if key not in d:
-            raise UserError(f"{path}: {key}: missing (expected {{\"cam_K\": [9 numbers], \"width\": W, \"height\": H}})")
+            raise UserError(f"{path}: {key}: missing (expected {KFILE_SCHEMA})")
     K = parse_K(d["cam_K"], f"{path}: cam_K")
     try:
         w, h = int(d["width"]), int(d["height"])
@@ -75,4 +92,7 @@ def read_camera_file(path) -> dict:
         raise UserError(f"{path}: width/height: expected positive integers") from None
     if w <= 0 or h <= 0:
         raise UserError(f"{path}: width/height: expected positive integers, got {w}×{h}")
-    return {"K": K.tolist(), "width": w, "height": h}
+    out = {"K": K.tolist(), "width": w, "height": h}
+    if with_dist:
+        out["dist"] = parse_dist(d.get("dist", []), f"{path}: dist").tolist()
+    return out

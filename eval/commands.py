@@ -1,9 +1,10 @@
-"""CLI of eval/: `real import|fetch`, `score`, `baseline mean-pose`."""
+"""CLI of eval/: `real import|fetch`, `camera board|calibrate`, `score`, `baseline mean-pose`."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+import numpy as np
 
 from core.io import UserError
 
@@ -149,4 +150,61 @@ def baseline_mean_pose(data: Path, real: str, out: Path, sessions) -> None:
                f"wrote {len(rows)} rows to {out}")
 
 
-COMMANDS = [real_group, score, baseline_group]
+def _board_options(f):
+    for opt in reversed([
+        click.option("--squares", default="5x7", show_default=True, help="Chessboard squares, columns x rows."),
+        click.option("--square-mm", type=float, default=30.0, show_default=True,
+                     help="Side of a square (measure the print: it wins over the nominal size)."),
+        click.option("--marker-mm", type=float, default=22.0, show_default=True, help="Side of a marker."),
+        click.option("--dictionary", default="DICT_5X5_100", show_default=True, help="OpenCV ArUco dictionary."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _board_spec(squares: str, square_mm: float, marker_mm: float, dictionary: str):
+    from eval.calibrate import BoardSpec
+    try:
+        sx, sy = (int(v) for v in squares.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--squares {squares}: expected COLUMNSxROWS, e.g. 5x7") from None
+    return BoardSpec(sx, sy, square_mm, marker_mm, dictionary).validate()
+
+
+@click.group("camera")
+def camera_group() -> None:
+    """Your camera's intrinsics: print a ChArUco board, photograph it, calibrate → K.json."""
+
+
+@camera_group.command("board")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="board.pdf, board.svg or board.png.")
+@click.option("--dpi", type=int, default=300, show_default=True, help="Pixels per inch of a PNG.")
+@_board_options
+def camera_board(out, dpi, squares, square_mm, marker_mm, dictionary) -> None:
+    """A printable ChArUco calibration board (vector), with a scale bar and its parameters printed on it."""
+    from eval.calibrate import write_board
+    layout = write_board(_board_spec(squares, square_mm, marker_mm, dictionary), out, dpi)
+    click.echo(f"wrote {out} ({layout['paper']} page); print at 100 %, tape it flat, take 10–20 photos from "
+               f"different angles, then `sim2real camera calibrate --images DIR --out K.json`")
+
+
+@camera_group.command("calibrate")
+@click.option("--images", type=click.Path(path_type=Path), required=True,
+              help="Folder of photos of the printed board (one camera, one resolution).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="K.json to write.")
+@click.option("--free-k3/--fix-k3", default=False, show_default=True,
+              help="Estimate the 3rd radial coefficient too (wide-angle lenses, many views).")
+@_board_options
+def camera_calibrate(images, out, free_k3, squares, square_mm, marker_mm, dictionary) -> None:
+    """OpenCV ChArUco calibration → K.json (cam_K, width, height, dist) with the reprojection RMS."""
+    from eval.calibrate import write_calibration
+    res = write_calibration(images, out, _board_spec(squares, square_mm, marker_mm, dictionary),
+                            fix_k3=not free_k3, log=_err)
+    K = np.asarray(res["cam_K"]).reshape(3, 3)
+    click.echo(f"{res['n_views']} views ({len(res['rejected'])} rejected), {res['width']}x{res['height']}: "
+               f"fx {K[0, 0]:.2f} fy {K[1, 1]:.2f} cx {K[0, 2]:.2f} cy {K[1, 2]:.2f}, "
+               f"dist {np.round(res['dist'], 4).tolist()}, reprojection RMS {res['reproj_rms_px']:.3f} px")
+    click.echo(f"wrote {out}")
+
+
+COMMANDS = [real_group, camera_group, score, baseline_group]

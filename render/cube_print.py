@@ -109,7 +109,7 @@ def _bits_to_paper(bits: np.ndarray, M: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cells_path(cells: np.ndarray, x0: float, y0: float, cell: float):
+def cells_path(cells: np.ndarray, x0: float, y0: float, cell: float):
     """One matplotlib Path holding every True cell as a square: a single fill, so no seams between cells."""
     from matplotlib.path import Path as MPath
     verts, codes = [], []
@@ -200,11 +200,43 @@ def _pick_page(w_mm: float, h_mm: float) -> tuple[str, float, float]:
     return "custom", w_mm + 2 * MARGIN_MM, h_mm + 2 * MARGIN_MM
 
 
-def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
-    """The net as `fmt` bytes, and a layout record (page, square rectangles and marker boxes in mm)."""
+LW_PT = 0.3 * 72 / MM_PER_INCH  # 0.3 mm lines, in points
+
+
+def page_axes(pw_mm: float, ph_mm: float, dpi: int):
+    """A matplotlib figure of the page's physical size whose data coordinates are millimetres, y down."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(pw_mm / MM_PER_INCH, ph_mm / MM_PER_INCH), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, pw_mm)
+    ax.set_ylim(ph_mm, 0)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def draw_scale_bar(ax, x_mm: float, y_mm: float, bar_mm: float, note: str) -> list[float]:
+    """A black bar of bar_mm with 10 mm ticks and a line of text under it; returns its box (mm)."""
+    from matplotlib.patches import Rectangle
+    ax.add_patch(Rectangle((x_mm, y_mm), bar_mm, 2.0, fc="black", ec="none"))
+    for k in range(int(bar_mm // 10) + 1):
+        ax.plot([x_mm + 10 * k, x_mm + 10 * k], [y_mm - 1.5, y_mm], color="black", lw=LW_PT)
+    ax.text(x_mm, y_mm + 3.5, f"scale bar: this black bar must measure {bar_mm:.0f} mm (ticks every 10 mm); {note}",
+            fontsize=6.5, va="top", ha="left")
+    return [x_mm, y_mm, x_mm + bar_mm, y_mm + 2.0]
+
+
+def save_page(fig, fmt: str, dpi: int, title: str) -> bytes:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Title": title})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
+    """The net as `fmt` bytes, and a layout record (page, square rectangles and marker boxes in mm)."""
     from matplotlib.patches import PathPatch, Polygon, Rectangle
 
     squares = net_squares(spec.size_m)
@@ -220,15 +252,10 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
     # shift so the net is centred horizontally, MARGIN_MM from the top
     off = np.array([(pw - net_w) / 2 - lo[0], MARGIN_MM - lo[1]])
 
-    fig = plt.figure(figsize=(pw / MM_PER_INCH, ph / MM_PER_INCH), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, pw)
-    ax.set_ylim(ph, 0)  # y down, millimetres
-    ax.set_axis_off()
-    lw = 0.3 * 72 / MM_PER_INCH  # 0.3 mm in points
+    fig, ax = page_axes(pw, ph, dpi)
     layout = {"paper": paper, "page_mm": [pw, ph], "faces": {}, "markers": {}}
     for poly in tabs:
-        ax.add_patch(Polygon(poly + off, closed=True, fc="0.85", ec="black", lw=lw))
+        ax.add_patch(Polygon(poly + off, closed=True, fc="0.85", ec="black", lw=LW_PT))
     for sq in squares:
         x0, y0, x1, y1 = np.array(sq.rect()) + np.tile(off, 2)
         look = spec.faces[sq.face]
@@ -246,7 +273,7 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
             bits = _bits_to_paper(marker_bits(m.dictionary, m.id, m.roll_deg), M)
             side = m.size_m * 1000
             mx0, my0 = (x0 + x1 - side) / 2, (y0 + y1 - side) / 2
-            ax.add_patch(PathPatch(_cells_path(bits, mx0, my0, side / bits.shape[0]), fc="black", ec="none",
+            ax.add_patch(PathPatch(cells_path(bits, mx0, my0, side / bits.shape[0]), fc="black", ec="none",
                                    zorder=2))
             layout["markers"][m.id] = {"face": sq.face, "box_mm": [mx0, my0, mx0 + side, my0 + side],
                                        "dictionary": m.dictionary}
@@ -254,15 +281,15 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
     tab_keys = set()
     for sq, side, _ in folds:
         p, q, _o = _side_segment(sq, side)
-        ax.plot(*np.stack([p + off, q + off]).T, color="0.45", lw=lw, ls=(0, (4, 3)), zorder=3)
+        ax.plot(*np.stack([p + off, q + off]).T, color="0.45", lw=LW_PT, ls=(0, (4, 3)), zorder=3)
     for poly in tabs:  # a tab's base is a fold too
         tab_keys.add((round(poly[0][0], 6), round(poly[0][1], 6), round(poly[1][0], 6), round(poly[1][1], 6)))
-        ax.plot(*np.stack([poly[0] + off, poly[1] + off]).T, color="0.45", lw=lw, ls=(0, (4, 3)), zorder=3)
+        ax.plot(*np.stack([poly[0] + off, poly[1] + off]).T, color="0.45", lw=LW_PT, ls=(0, (4, 3)), zorder=3)
     for sq, side, _ in cuts:
         p, q, _o = _side_segment(sq, side)
         if (round(p[0], 6), round(p[1], 6), round(q[0], 6), round(q[1], 6)) in tab_keys:
             continue
-        ax.plot(*np.stack([p + off, q + off]).T, color="black", lw=lw, zorder=3)
+        ax.plot(*np.stack([p + off, q + off]).T, color="black", lw=LW_PT, zorder=3)
 
     # spec text and a scale bar under the net
     y = MARGIN_MM + net_h + 8
@@ -271,19 +298,10 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
         ax.text(x, y + i * 4.2, line, fontsize=6.5, va="top", ha="left", family="DejaVu Sans")
     bar_mm = 100.0 if pw - 2 * MARGIN_MM >= 110 else 50.0
     by = y + len(lines) * 4.2 + 6
-    ax.add_patch(Rectangle((x, by), bar_mm, 2.0, fc="black", ec="none"))
-    for k in range(int(bar_mm // 10) + 1):
-        ax.plot([x + 10 * k, x + 10 * k], [by - 1.5, by], color="black", lw=lw)
-    ax.text(x, by + 3.5, f"scale bar: this black bar must measure {bar_mm:.0f} mm (ticks every 10 mm); "
-                         f"the cube side must measure {spec.size_m[0] * 1000:.1f} mm",
-            fontsize=6.5, va="top", ha="left")
-    layout["scale_bar_mm"] = [x, by, x + bar_mm, by + 2.0]
-    buf = io.BytesIO()
-    meta = {"pdf": {"Title": f"sim2real cube net {spec.name}"}, "svg": {"Title": f"sim2real cube net {spec.name}"},
-            "png": {"Title": f"sim2real cube net {spec.name}"}}[fmt]
-    fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
-    plt.close(fig)
-    return buf.getvalue(), layout
+    layout["scale_bar_mm"] = draw_scale_bar(ax, x, by, bar_mm,
+                                            f"the cube side must measure {spec.size_m[0] * 1000:.1f} mm")
+    data = save_page(fig, fmt, dpi, f"sim2real cube net {spec.name}")
+    return data, layout
 
 
 def paper_to_object_m(spec: ObjectSpec, face_layout: dict, xy_mm: np.ndarray) -> np.ndarray:
