@@ -47,30 +47,59 @@ def real_group() -> None:
 @click.argument("name", type=click.Choice(REAL_NAMES))
 @click.option("--src", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Upstream tree (aruco-cube: the folder holding src2/; trifinger: the trifinger_object_tracking "
-                   "tree). Default: ../shared/real/<set> next to the project, when present.")
+                   "tree), or for aruco-cube a plain folder of your photos (jpg/png; subfolders = sessions). "
+                   "Default: ../shared/real/<set> next to the project, when present.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="BOP dataset root to write. Default: the cache, so that --real NAME finds it.")
+              help="BOP dataset root to write. Default: the cache, so that --real NAME finds it (your own photos: "
+                   "<cache>/real/own-<folder name>).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache root (default $SIM2REAL_CACHE or ~/.cache/sim2real).")
-@click.option("--sessions", multiple=True, help="Sessions to import (aruco-cube: data,test1; trifinger: cube_v2,cube_v1).")
+@click.option("--sessions", "--session", "sessions", multiple=True,
+              help="Sessions to import (aruco-cube: data,test1; trifinger: cube_v2,cube_v1; a plain folder: its "
+                   "subfolders, or the name given to a folder of loose photos).")
 @click.option("--cameras", multiple=True, help="aruco-cube only: cameras to import (cam0,cam1,cam2).")
-def real_import(name: str, src: Path | None, out: Path | None, cache: Path | None, sessions, cameras) -> None:
+@click.option("--camera", "camera_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help='Plain folder: K.json of the photos ({"cam_K", "width", "height", optional "dist"}); default: '
+                   "a K.json in each session folder or in --src.")
+@click.option("--object", "object_name", default=None,
+              help="Plain folder: the marker cube's spec (built-in name or YAML); default: the set's name.")
+def real_import(name: str, src: Path | None, out: Path | None, cache: Path | None, sessions, cameras,
+                camera_file: Path | None, object_name: str | None) -> None:
     """Import a real set into BOP format. For aruco-cube the ground truth comes from the ArUco markers
-    (multi-marker PnP); single-marker frames are ambiguous and kept unlabelled."""
+    (multi-marker PnP); single-marker frames are ambiguous and kept unlabelled. `--src` may also be a
+    plain folder of your own photos of a printed cube (`sim2real cube print`), with `--camera K.json`."""
     from core.real_sets import SHARED_REAL, SHARED_SUBDIR, cached_real_dir
     if src is None:
         src = SHARED_REAL / SHARED_SUBDIR[name]
         if not src.is_dir():
             raise UserError(f"--src: required (no local copy at {src}); for aruco-cube `sim2real real fetch "
                             f"aruco-cube` downloads it")
+    plain = name == "aruco-cube" and (camera_file is not None or object_name is not None or not (src / "src2").is_dir())
+    if plain:
+        from core.objects import load_object_spec
+        from eval.import_aruco import format_summary
+        from eval.import_folder import format_problems, import_photo_folder
+        if cameras:
+            raise UserError("--cameras: only for the upstream aruco-cube tree (a plain folder has one camera "
+                            "per session: --camera or K.json)")
+        out = out if out is not None else cached_real_dir(f"own-{src.resolve().name}", cache)
+        man = import_photo_folder(src, out, load_object_spec(object_name or name), camera_file,
+                                  sessions=_split(sessions), log=_err)
+        click.echo(format_summary(man["summary"]))
+        if man["problem_frames"]:
+            click.echo(format_problems(man))
+        click.echo(f"wrote {out}  (scenes by session: {man['scene_groups']}); use it as --real {out}")
+        return
+    if object_name is not None:
+        raise UserError("--object: only for a plain folder of photos")
     out = out if out is not None else cached_real_dir(name, cache)
     if name == "aruco-cube":
         from eval.import_aruco import format_summary, import_aruco_cube
         man = import_aruco_cube(src, out, sessions=_split(sessions), cameras=_split(cameras), log=_err)
         click.echo(format_summary(man["summary"]))
     else:
-        if cameras:
-            raise UserError("--cameras: only for aruco-cube")
+        if cameras or camera_file:
+            raise UserError("--cameras/--camera: only for aruco-cube")
         from eval.import_trifinger import import_trifinger
         man = import_trifinger(src, out, sessions=_split(sessions), log=_err)
         for s, v in man["summary"].items():
