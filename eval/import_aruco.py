@@ -3,9 +3,15 @@ ground truth (see eval/aruco_label.py for how a label is made and when a frame i
 
 One BOP scene per session × camera: scene 1–3 = session "data" cam0–2, scene 4–6 = "test1" cam0–2.
 im_id = the upstream frame number (rgb_NNNNN.jpg). JPEG bytes are copied verbatim (no re-encoding).
+
+Capture instants: the three cameras of a session are triggered together — meta.json lists each capture
+event with the frame of every camera (time stamps within ~65 ms; consecutive events ≥ 200 ms apart), and
+rgb_NNNNN.jpg of cam0/1/2 belong to event NNNNN. Each image's instant `<session>/<event:05d>` (from
+meta.json, else the frame number) goes into scene_instants.json; the statistics resample whole instants.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,20 @@ def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     except (ValueError, OSError) as e:
         raise UserError(f"{npz_path}: not a readable npz ({e})") from None
     return K, D, w, h
+
+
+def capture_events(session_dir: Path) -> dict[str, int]:
+    """Upstream image path relative to the session folder (e.g. 'cam1/rgb_00003.jpg') → capture event id, from
+    the session's meta.json; {} when it is missing or has no usable `captures` list."""
+    p = session_dir / "meta.json"
+    if not p.is_file():
+        return {}
+    try:
+        caps = json.loads(p.read_text())["captures"]
+        return {str(c["rgb_path"]): int(ev["event_id"]) for ev in caps for c in ev["cams"].values()
+                if c.get("rgb_path")}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}   # a malformed meta.json only costs the instants: fall back to frame numbers
 
 
 def _session_summary(labels: list[dict[str, Any]], skipped: int) -> dict[str, Any]:
@@ -105,6 +125,7 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
         for sess in sessions:
             img_dir, intr_dir = SESSIONS[sess]
             labels_all, skipped = [], 0
+            events = capture_events(src / img_dir)
             for cam in cameras:
                 files = sorted((src / img_dir / cam).glob("rgb_*.jpg"))
                 if not files:
@@ -126,8 +147,11 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     lab = res.to_json()
                     labels_all.append(lab)
                     gts = [(spec.obj_id, res.R, res.t_m * 1000.0)] if res.labelled else []
-                    images.append({"im_id": int(f.stem.split("_")[-1]), "K": K, "width": w, "height": h,
-                                   "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab})
+                    frame = int(f.stem.split("_")[-1])
+                    event = events.get(f"{cam}/{f.name}", frame)
+                    images.append({"im_id": frame, "K": K, "width": w, "height": h,
+                                   "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab,
+                                   "instant": f"{sess}/{event:05d}"})
                 if images:
                     bop.write_scene(staged, sid, images, session=sess, camera=cam,
                                     extra={"intrinsics": f"{intr_dir}/{cam}.npz"})
@@ -143,6 +167,8 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                                           "markers' corners + solvePnPRefineLM",
                                 "max_rmse_px": max_rmse_px, "single_marker": "ambiguous, not labelled"},
                     "scene_groups": groups, "summary": summary, "skipped": skipped_all,
+                    "capture_instants": "scene_instants.json per scene: <session>/<capture event> from meta.json "
+                                        "(cam0-2 frames of one event share it)",
                     "code_version": code_version()}
         atomic_write_json(staged / MANIFEST, manifest)  # written last: its presence marks a complete import
         publish(staged, out)
