@@ -8,7 +8,7 @@ from pose_model.registry import SIM_PIPELINES
 
 
 @click.command()
-@click.option("--real", default="aruco-cube", show_default=True, help="Real set name (aruco-cube) or a BOP folder.")
+@click.option("--real", default="aruco-cube", show_default=True, help="Real set name (aruco-cube) or a BOP folder (e.g. your own photos imported with `real import`).")
 @click.option("--from", "from_dir", type=click.Path(), default=None,
               help="Local copy of the upstream ArUco tree (holding src2/), e.g. ../shared/real/aruco_cube.")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
@@ -18,12 +18,15 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
               help="Comma-separated subset of the pipelines.")
-def benchmark(real, from_dir, profile, seeds, out, device, pipelines):
+@click.option("--tune", default="data", show_default=True,
+              help="Session for the refiner (unlabelled), the oracle and any tuning (a session of --real).")
+@click.option("--report", default="test1", show_default=True, help="Session every reported number is on.")
+def benchmark(real, from_dir, profile, seeds, out, device, pipelines, tune, report):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark
     run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, out=out, device=device,
-                  pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()))
+                  pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), tune=tune, report=report)
 
 
 COMMANDS = [benchmark]

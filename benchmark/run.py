@@ -99,13 +99,32 @@ def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
     return resolve_real(real)
 
 
-def session_split(real_root: Path) -> tuple[list[int], list[int]]:
+def session_split(real_root: Path, tune: str = TUNE_SESSION, report: str = REPORT_SESSION
+                  ) -> tuple[list[int], list[int]]:
+    """Scene ids of the tune and the report session (any imported set's named sessions)."""
     from core.bop import read_scene_groups
     groups = read_scene_groups(real_root)
-    if TUNE_SESSION not in groups or REPORT_SESSION not in groups:
-        raise UserError(f"{real_root}: expected sessions {TUNE_SESSION!r} and {REPORT_SESSION!r}, found "
-                        f"{sorted(groups)} (the benchmark tunes on one session and reports on the other)")
-    return groups[TUNE_SESSION], groups[REPORT_SESSION]
+    if tune == report:
+        raise UserError(f"--tune/--report: both are {tune!r}; the benchmark tunes on one session and reports on "
+                        f"another (this set has {', '.join(sorted(groups))})")
+    for opt, name in (("--tune", tune), ("--report", report)):
+        if name not in groups:
+            raise UserError(f"{opt} {name}: no such session in {real_root} (it has {', '.join(sorted(groups))})")
+    return groups[tune], groups[report]
+
+
+def synth_object(real_root: Path) -> str:
+    """The object to render for a real set: its built-in name, else the spec file its import recorded."""
+    from core.objects import BUILTIN_OBJECTS
+    from core.real_sets import MANIFEST
+    from eval.score import spec_for_real
+    spec = spec_for_real(real_root)
+    if spec.name in BUILTIN_OBJECTS:
+        return spec.name
+    src = (read_json(real_root / MANIFEST) if (real_root / MANIFEST).is_file() else {}).get("object_source", "")
+    if src and Path(src).is_file():
+        return src
+    raise UserError(f"{real_root}: object {spec.name!r} is not built in and its spec file is not recorded/found")
 
 
 def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, log=print) -> dict[str, Any]:
@@ -113,10 +132,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from core.io import sha256_of_json
     from core.real_sets import cache_dir
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
-    cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
+    obj = synth_object(real_root)
+    cfg = GenerateConfig(object=obj, n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
     key = sha256_of_json(asdict(cfg))[:12]
-    out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
+    out = cache_dir() / "synth" / f"{Path(obj).stem}-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True)
     m = read_json(out / "manifest.json", "manifest")
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
@@ -147,7 +167,8 @@ def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_b
 
 def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
                   seeds: int = 1, out: str | os.PathLike = "reports/latest", device: str = "auto",
-                  pipelines: tuple[str, ...] = SIM_PIPELINES, log=print) -> Path:
+                  pipelines: tuple[str, ...] = SIM_PIPELINES, tune: str = TUNE_SESSION,
+                  report: str = REPORT_SESSION, log=print) -> Path:
     prof = pick_profile(PROFILES, profile)
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
@@ -156,15 +177,19 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
     from core.device import pick_device
     dev = str(pick_device(device))
+    if from_dir is None:  # a bad session name fails before anything is written
+        session_split(prepare_real(real, None, log), tune, report)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
             "pipelines": list(pipelines)}
+    if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
+        args.update(tune=tune, report=report)
     stages = StageLog(out, args)
     t_start = time.time()
 
     real_root = Path(stages.run("real", lambda: {"root": str(prepare_real(real, from_dir, log))}, log)["root"])
-    tune_scenes, report_scenes = session_split(real_root)
+    tune_scenes, report_scenes = session_split(real_root, tune, report)
 
     # nominal is always needed: the mean-pose baseline and the refiner start from it
     levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
@@ -177,14 +202,14 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         from refiner.train import make_config, train_refiner
         rdir = out / "refiner"
         cfg = make_config(prof.refiner_profile, synthetic=data["nominal"]["path"], real=str(real_root),
-                          out=str(rdir), seed=0, device=dev, sessions=(TUNE_SESSION,),
+                          out=str(rdir), seed=0, device=dev, sessions=(tune,),
                           resume=(rdir / "state.pt").is_file(), **prof.refiner_overrides)
         ckpt = train_refiner(cfg)
         refined = out / "data_refined"
         refine_dataset(ckpt, data["nominal"]["path"], refined, device=dev)
         m = read_json(refined / "manifest.json", "manifest")
         return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-                "trained_on_session": TUNE_SESSION}
+                "trained_on_session": tune}
 
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):
@@ -231,8 +256,8 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     from benchmark.report import write_report
     stages_s = stages.seconds()
     write_report(out, rows, {
-        "profile": profile, "real": real, "real_root": str(real_root), "tune_session": TUNE_SESSION,
-        "report_session": REPORT_SESSION, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
+        "profile": profile, "real": real, "real_root": str(real_root), "tune_session": tune,
+        "report_session": report, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
         "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
         "datasets": data, "stage_seconds": stages_s, "wall_seconds_this_run": round(time.time() - t_start, 1),
         "command": args,

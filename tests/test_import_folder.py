@@ -93,6 +93,12 @@ def test_import_sessions_from_subfolders(renders, tmp_path):
     assert "desk" in r.stdout and "shelf" in r.stdout and "labelled" in r.stdout
     assert bop.read_scene_groups(out) == {"desk": [1], "shelf": [2]}
     _check_labels(out, renders, 6)
+    # the benchmark takes this set's named sessions; a wrong one fails before anything is written
+    for args, want in ((["--tune", "desk", "--report", "garden"], "--report garden: no such session"),
+                       (["--tune", "desk", "--report", "desk"], "both are 'desk'")):
+        r = _cli("benchmark", "--real", out, "--out", tmp_path / "report", "--profile", "quick", *args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and want in r.stderr, r.stderr
+        assert not (tmp_path / "report").exists()
 
 
 def test_import_undistorts_with_k_file_distortion(renders, tmp_path):
