@@ -7,8 +7,10 @@ Public surface:
 - metrics:   te_mm, re_deg, add_mm, adds_mm, mssd_mm, mspd_px, cuboid_surface_points_mm, summarize
 - aruco_label: ArucoLabeler (marker detection + multi-marker PnP), LabelResult
 - import_aruco.import_aruco_cube, import_trifinger.import_trifinger, fetch.fetch_aruco_cube
+- import_folder.import_photo_folder (your own photos of a printed marker cube: sessions, K.json, undistortion)
+- calibrate: BoardSpec, write_board, calibrate_camera, write_calibration (ChArUco → K.json)
 - score:     score_predictions, write_score_outputs
 - plots:     plot_error_cdfs, overlay_grid
 - baseline:  mean_pose
-CLI (eval/commands.py): `real import|fetch`, `score`, `baseline mean-pose`.
+CLI (eval/commands.py): `real import|fetch`, `camera board|calibrate`, `score`, `baseline mean-pose`.
 """
