@@ -74,7 +74,9 @@ def real_import(name: str, src: Path | None, out: Path | None, cache: Path | Non
         if not src.is_dir():
             raise UserError(f"--src: required (no local copy at {src}); for aruco-cube `sim2real real fetch "
                             f"aruco-cube` downloads it")
-    plain = name == "aruco-cube" and (camera_file is not None or object_name is not None or not (src / "src2").is_dir())
+    # a folder without src2/ is a plain folder of photos (a missing folder gets the upstream importer's message)
+    plain = name == "aruco-cube" and src.is_dir() and (camera_file is not None or object_name is not None
+                                                       or not (src / "src2").is_dir())
     if plain:
         from core.objects import load_object_spec
         from eval.import_aruco import format_summary

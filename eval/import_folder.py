@@ -151,6 +151,7 @@ def import_photo_folder(src: str | Path, out: str | Path, spec: ObjectSpec, came
 def format_problems(manifest: dict[str, Any]) -> str:
     lines = []
     for sess, items in manifest.get("problem_frames", {}).items():
-        shown = ", ".join(items[:LISTED_MAX]) + (f", … (+{len(items) - LISTED_MAX})" if len(items) > LISTED_MAX else "")
+        more = f", … (+{len(items) - LISTED_MAX})" if len(items) > LISTED_MAX else ""
+        shown = ", ".join(items[:LISTED_MAX]) + more
         lines.append(f"{sess}: {len(items)} ambiguous/poor-fit photos, not labelled: {shown}")
     return "\n".join(lines)

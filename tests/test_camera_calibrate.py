@@ -1,6 +1,5 @@
 """`sim2real camera board|calibrate`: the printed board, seen through a known pinhole camera (exact
 homography rendering, 2× supersampled), calibrates back to that K within 1 %; bad input → one line, exit 2."""
-import json
 import subprocess
 import sys
 from pathlib import Path
