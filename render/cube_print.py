@@ -273,6 +273,8 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
             bits = _bits_to_paper(marker_bits(m.dictionary, m.id, m.roll_deg), M)
             side = m.size_m * 1000
             mx0, my0 = (x0 + x1 - side) / 2, (y0 + y1 - side) / 2
+            # white under the black cells, as in the renderer's texture (the bitmap replaces the face's look)
+            ax.add_patch(Rectangle((mx0, my0), side, side, fc="white", ec="none", zorder=1.5))
             ax.add_patch(PathPatch(cells_path(bits, mx0, my0, side / bits.shape[0]), fc="black", ec="none",
                                    zorder=2))
             layout["markers"][m.id] = {"face": sq.face, "box_mm": [mx0, my0, mx0 + side, my0 + side],
@@ -298,8 +300,8 @@ def draw_net(spec: ObjectSpec, fmt: str, dpi: int = 300) -> tuple[bytes, dict]:
         ax.text(x, y + i * 4.2, line, fontsize=6.5, va="top", ha="left", family="DejaVu Sans")
     bar_mm = 100.0 if pw - 2 * MARGIN_MM >= 110 else 50.0
     by = y + len(lines) * 4.2 + 6
-    layout["scale_bar_mm"] = draw_scale_bar(ax, x, by, bar_mm,
-                                            f"the cube side must measure {spec.size_m[0] * 1000:.1f} mm")
+    sx, sy, _ = (v * 1000 for v in spec.size_m)
+    layout["scale_bar_mm"] = draw_scale_bar(ax, x, by, bar_mm, f"the +Z face must measure {sx:.1f} × {sy:.1f} mm")
     data = save_page(fig, fmt, dpi, f"sim2real cube net {spec.name}")
     return data, layout
 
