@@ -4,10 +4,15 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   real            the real set (imported from --from into the cache if needed); sessions split into
                   TUNE (refiner, oracle training, any tuning) and REPORT (every number in the table)
   data:<level>    synthetic datasets (nominal, dr, adr-pool), cached by config hash, reused across runs
-  refiner         SimGAN trained on synthetic crops vs UNLABELLED tune-session images, then applied
-  train:<p>:s<k>  the pose model for pipeline p, seed k (none, dr, adr, simgan, simgan+dr, oracle)
+  refiner:s<k>    SimGAN (seed k) trained on synthetic crops vs UNLABELLED tune-session images, then applied;
+                  the SimGAN pipelines of seed k train on its output
+  train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle)
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
-  report          report.md, report.html, results.json
+  report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
+
+Structure: `plan_jobs` lists the (pipeline, seed) jobs, `run_job` runs one (train + score, with the stages it
+needs), `finish` turns the finished rows into the analysis and the report — so an executor can run the jobs.
+Seeds vary everything trained (pose model, refiner); the synthetic datasets are rendered once (seed 0).
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class BenchProfile:
     oracle_overrides: dict[str, Any] = field(default_factory=dict)
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 1000
+    seeds: int = 1               # training seeds per pipeline when --seeds is not given
 
 
 PROFILES = {
@@ -44,10 +50,10 @@ PROFILES = {
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 6k crops 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=6144, train_profile="default", refiner_profile="default",
                             train_overrides={"epochs": 8}, oracle_overrides={"epochs": 60},
-                            refiner_overrides={"ch": 16, "steps": 300}),
+                            refiner_overrides={"ch": 16, "steps": 300}, seeds=3),
     # a GPU
     "full": BenchProfile(n_synth=40000, train_profile="full", refiner_profile="default",
-                         oracle_overrides={"epochs": 150}),
+                         oracle_overrides={"epochs": 150}, seeds=3),
 }
 
 
@@ -81,6 +87,7 @@ class StageLog:
 
 
 def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.bop import has_capture_instants
     from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
     if from_dir is not None:
         if real != "aruco-cube":
@@ -88,12 +95,17 @@ def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
+        root = cached_real_dir(real)
         try:
-            return resolve_real(real)
+            if has_capture_instants(resolve_real(real)):
+                return root
+            # an import from before scene_instants.json: the statistics need the instants
+            log(f"{root}: imported before capture instants were recorded; importing again")
         except UserError:
-            from eval.fetch import fetch_aruco_cube
-            fetch_aruco_cube(from_dir=from_dir, log=log)
-            return cached_real_dir(real)
+            pass  # not imported yet
+        from eval.fetch import fetch_aruco_cube
+        fetch_aruco_cube(from_dir=from_dir, log=log)
+        return root
     if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
         raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
     return resolve_real(real)
@@ -165,11 +177,146 @@ def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_b
     return {"metrics": metrics, "score_dir": str(out), "pred_csv": str(pred_csv)}
 
 
+ORACLE, MEAN_POSE = "oracle", "mean-pose"
+ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the results: pipeline `pipeline` (a registry pipeline, ORACLE or MEAN_POSE) at seed `seed`."""
+    pipeline: str
+    seed: int
+
+    @property
+    def row_name(self) -> str:
+        return ROW_NAMES.get(self.pipeline, self.pipeline)
+
+    @property
+    def run_dir_name(self) -> str:
+        return "mean_pose" if self.pipeline == MEAN_POSE else f"{self.pipeline.replace('+', '_')}_s{self.seed}"
+
+    @property
+    def refiner_stage(self) -> str | None:
+        """The refiner stage this job needs (SimGAN pipelines: the refiner of the same seed)."""
+        spec = PIPELINES.get(self.pipeline)
+        return f"refiner:s{self.seed}" if spec is not None and spec.dataset == "refined" else None
+
+
+def plan_jobs(pipelines: tuple[str, ...], seeds: int) -> list[Job]:
+    """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), then
+    the mean-pose floor (deterministic: one row)."""
+    jobs = [Job(p, s) for s in range(seeds) for p in (*pipelines, ORACLE)]
+    return jobs + [Job(MEAN_POSE, 0)]
+
+
+@dataclass
+class Context:
+    """What every job reads: the profile, the stage log, the real set and its session split, the datasets."""
+    prof: BenchProfile
+    stages: StageLog
+    out: Path
+    dev: str
+    real_root: Path
+    tune_scenes: list[int]
+    report_scenes: list[int]
+    data: dict[str, dict[str, Any]]
+    log: Callable = print
+    tune_session: str = TUNE_SESSION      # --tune: refiner (unlabelled) and oracle
+    report_session: str = REPORT_SESSION  # --report: every number
+
+
+def refiner_stage(ctx: Context, seed: int) -> dict[str, Any]:
+    """SimGAN of one seed: trained on nominal renders vs UNLABELLED tune-session images, then applied."""
+    from refiner.apply import refine_dataset
+    from refiner.train import make_config, train_refiner
+    rdir = ctx.out / "refiner" if seed == 0 else ctx.out / f"refiner_s{seed}"
+    cfg = make_config(ctx.prof.refiner_profile, synthetic=ctx.data["nominal"]["path"], real=str(ctx.real_root),
+                      out=str(rdir), seed=seed, device=ctx.dev, sessions=(ctx.tune_session,),
+                      resume=(rdir / "state.pt").is_file(), **ctx.prof.refiner_overrides)
+    ckpt = train_refiner(cfg)
+    refined = ctx.out / ("data_refined" if seed == 0 else f"data_refined_s{seed}")
+    refine_dataset(ckpt, ctx.data["nominal"]["path"], refined, device=ctx.dev)
+    m = read_json(refined / "manifest.json", "manifest")
+    return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
+            "trained_on_session": ctx.tune_session, "seed": seed}
+
+
+def run_job(job: Job, ctx: Context) -> dict[str, Any]:
+    """Train (unless mean-pose) and score one job through the stage log; returns its results row."""
+    st, prof, log = ctx.stages, ctx.prof, ctx.log
+    run_dir = ctx.out / "runs" / job.run_dir_name
+    if job.pipeline == MEAN_POSE:
+        def mean_pose_stage() -> dict[str, Any]:
+            from core.bop import write_results_csv
+            from eval.baseline import mean_pose, mean_pose_predictions
+            from render.dataset import SyntheticDataset
+            ds = SyntheticDataset(ctx.data["nominal"]["path"])
+            R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            csv = run_dir / "preds.csv"
+            write_results_csv(csv, mean_pose_predictions(R, t, ctx.real_root, ds.spec.obj_id, ctx.report_scenes))
+            return _score(csv, ctx.real_root, ctx.report_scenes, run_dir / "score", prof.n_boot)
+        sc = st.run("score:mean-pose", mean_pose_stage, log)
+        return {"pipeline": job.row_name, "seed": 0, "train_seconds": 0.0, "checkpoint": None, **sc["metrics"],
+                "score_dir": sc["score_dir"]}
+    if job.pipeline == ORACLE:
+        def train_fn() -> dict[str, Any]:
+            from eval.real_dataset import real_to_dataset
+            from eval.score import spec_for_real
+            ds = real_to_dataset(ctx.real_root, ctx.tune_scenes, spec_for_real(ctx.real_root), ctx.out / "data_oracle")
+            return _train(str(ds), run_dir, "oracle", prof, job.seed, ctx.dev, prof.oracle_overrides)
+    else:
+        if job.refiner_stage and f"refined_s{job.seed}" not in ctx.data:
+            ctx.data[f"refined_s{job.seed}"] = st.run(job.refiner_stage, lambda: refiner_stage(ctx, job.seed), log)
+        level = PIPELINES[job.pipeline].dataset
+        data_path = ctx.data[f"refined_s{job.seed}" if level == "refined" else level]["path"]
+
+        def train_fn() -> dict[str, Any]:
+            return _train(data_path, run_dir, job.pipeline, prof, job.seed, ctx.dev, prof.train_overrides)
+    tr = st.run(f"train:{job.pipeline}:s{job.seed}", train_fn, log)
+    sc = st.run(f"score:{job.pipeline}:s{job.seed}", lambda: _predict_and_score(
+        tr["checkpoint"], ctx.real_root, ctx.report_scenes, run_dir, ctx.dev, prof.n_boot), log)
+    return {"pipeline": job.row_name, "seed": job.seed, "train_seconds": tr["train_seconds"],
+            "checkpoint": tr["checkpoint"], "synthetic_val": tr.get("val", {}), **sc["metrics"],
+            "score_dir": sc["score_dir"]}
+
+
+def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
+    """What each trained or tuned thing saw, from what this run actually passed to it."""
+    sims = [p for p in pipelines if PIPELINES[p].dataset != "refined"]
+    simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
+    d = {
+        "report_session": {"session": ctx.report_session, "scenes": ctx.report_scenes,
+                           "seen_by": "scoring only: every number in the report; nothing is trained, tuned "
+                                      "or selected on it by this run"},
+        "pose models " + ", ".join(sims): "synthetic renders only (labels from the renderer)",
+        "oracle": {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": True},
+        "mean-pose": "labels of the nominal synthetic set only",
+        "refiner settings": {"fixed in the profile": ctx.prof.refiner_overrides,
+                             "how they were chosen": "refiner/README.md"},
+    }
+    if simgans:
+        d["refiner (SimGAN), one per seed"] = {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": False}
+        d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
+    return d
+
+
+def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict) and the
+    report (report.md, report.html, results.json)."""
+    from benchmark.analysis import analyse
+    from benchmark.report import write_report
+    analysis = analyse(rows, ctx.real_root, ctx.prof.n_boot)
+    write_report(ctx.out, rows, meta, analysis)
+    return ctx.out / "report.md"
+
+
 def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
-                  seeds: int = 1, out: str | os.PathLike = "reports/latest", device: str = "auto",
+                  seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
                   pipelines: tuple[str, ...] = SIM_PIPELINES, tune: str = TUNE_SESSION,
                   report: str = REPORT_SESSION, log=print) -> Path:
     prof = pick_profile(PROFILES, profile)
+    seeds = prof.seeds if seeds is None else seeds
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
@@ -195,74 +342,23 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
     data = {lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log), log)
             for lv in levels}
+    ctx = Context(prof, stages, out, dev, real_root, tune_scenes, report_scenes, data, log, tune, report)
 
-    # the refiner runs when the first SimGAN pipeline needs it, so the other rows come first
-    def refine_stage() -> dict[str, Any]:
-        from refiner.apply import refine_dataset
-        from refiner.train import make_config, train_refiner
-        rdir = out / "refiner"
-        cfg = make_config(prof.refiner_profile, synthetic=data["nominal"]["path"], real=str(real_root),
-                          out=str(rdir), seed=0, device=dev, sessions=(tune,),
-                          resume=(rdir / "state.pt").is_file(), **prof.refiner_overrides)
-        ckpt = train_refiner(cfg)
-        refined = out / "data_refined"
-        refine_dataset(ckpt, data["nominal"]["path"], refined, device=dev)
-        m = read_json(refined / "manifest.json", "manifest")
-        return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-                "trained_on_session": tune}
+    rows = [run_job(job, ctx) for job in plan_jobs(pipelines, seeds)]
 
-    rows: list[dict[str, Any]] = []
-    for seed in range(seeds):
-        for p in pipelines:
-            if PIPELINES[p].dataset == "refined" and "refined" not in data:
-                data["refined"] = stages.run("refiner", refine_stage, log)
-            run_dir = out / "runs" / f"{p.replace('+', '_')}_s{seed}"
-            tr = stages.run(f"train:{p}:s{seed}", lambda p=p, run_dir=run_dir, seed=seed: _train(
-                data[PIPELINES[p].dataset]["path"], run_dir, p, prof, seed, dev, prof.train_overrides), log)
-            sc = stages.run(f"score:{p}:s{seed}", lambda tr=tr, run_dir=run_dir: _predict_and_score(
-                tr["checkpoint"], real_root, report_scenes, run_dir, dev, prof.n_boot), log)
-            rows.append({"pipeline": p, "seed": seed, "train_seconds": tr["train_seconds"],
-                         "checkpoint": tr["checkpoint"], "synthetic_val": tr.get("val", {}), **sc["metrics"],
-                         "score_dir": sc["score_dir"]})
-        # oracle: real labelled images of the tune session, scored on the report session
-        odir = out / "runs" / f"oracle_s{seed}"
-
-        def oracle_train(odir=odir, seed=seed) -> dict[str, Any]:
-            from eval.real_dataset import real_to_dataset
-            from eval.score import spec_for_real
-            ds = real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle")
-            return _train(str(ds), odir, "oracle", prof, seed, dev, prof.oracle_overrides)
-        tr = stages.run(f"train:oracle:s{seed}", oracle_train, log)
-        sc = stages.run(f"score:oracle:s{seed}", lambda tr=tr, odir=odir: _predict_and_score(
-            tr["checkpoint"], real_root, report_scenes, odir, dev, prof.n_boot), log)
-        rows.append({"pipeline": "oracle (real, other session)", "seed": seed, "train_seconds": tr["train_seconds"],
-                     "checkpoint": tr["checkpoint"], **sc["metrics"], "score_dir": sc["score_dir"]})
-
-    def mean_pose_stage() -> dict[str, Any]:
-        from eval.baseline import mean_pose, mean_pose_predictions
-        from core.bop import write_results_csv
-        from render.dataset import SyntheticDataset
-        ds = SyntheticDataset(data["nominal"]["path"])
-        R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)
-        bdir = out / "runs" / "mean_pose"
-        bdir.mkdir(parents=True, exist_ok=True)
-        csv = bdir / "preds.csv"
-        write_results_csv(csv, mean_pose_predictions(R, t, real_root, ds.spec.obj_id, report_scenes))
-        return _score(csv, real_root, report_scenes, bdir / "score", prof.n_boot)
-    mp = stages.run("score:mean-pose", mean_pose_stage, log)
-    rows.append({"pipeline": "mean-pose", "seed": 0, "train_seconds": 0.0, "checkpoint": None, **mp["metrics"],
-                 "score_dir": mp["score_dir"]})
-
-    from benchmark.report import write_report
     stages_s = stages.seconds()
-    write_report(out, rows, {
+    log("wall time per stage (s):\n" + "\n".join(f"  {k:<28}{v:>9.1f}" for k, v in stages_s.items())
+        + f"\n  {'total (stages)':<28}{sum(stages_s.values()):>9.1f}")
+    report_md = finish(ctx, rows, {
         "profile": profile, "real": real, "real_root": str(real_root), "tune_session": tune,
         "report_session": report, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
         "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
         "datasets": data, "stage_seconds": stages_s, "wall_seconds_this_run": round(time.time() - t_start, 1),
-        "command": args,
+        "command": args, "who_saw_what": who_saw_what(ctx, pipelines),
+        "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
+                       "(seed 0); the bootstrap seed of every interval is 0",
     })
-    log(f"report: {out / 'report.md'}")
+    log(f"report: {report_md}")
     return out
 
 

@@ -144,7 +144,8 @@ def write_per_image_csv(path: str | Path, per_image: Sequence[dict[str, Any]]) -
     w = csv.DictWriter(buf, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in per_image:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in PER_IMAGE_COLUMNS})
+        # repr: round-trips exactly, so statistics recomputed from this file equal metrics.json
+        w.writerow({k: (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in PER_IMAGE_COLUMNS})
     atomic_write_text(path, buf.getvalue())
 
 
