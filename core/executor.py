@@ -2,7 +2,7 @@
 
     with make_executor("ray", ray_address="auto") as ex:       # or LocalExecutor(workers=2)
         results = ex.run([Task("a", f, (1,)), Task("b", g, (After("a"),), num_cpus=1, num_gpus=1)],
-                         on_done=lambda task, result: ...)
+                         on_done=lambda task, result, seconds: ...)
 
 A `Task` is a picklable function call with the resources it needs (Ray schedules on them; the local pool
 runs at most `workers` at once). An argument `After(name)` is replaced by that task's result, which also
@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -79,12 +80,17 @@ class _Executor:
     def describe(self) -> dict[str, Any]:
         return {"executor": self.kind}
 
-    def run(self, tasks: Iterable[Task], on_done: Callable[[Task, Any], None] | None = None) -> dict[str, Any]:
-        """Run every task once its After() inputs are done; returns {name: result}."""
+    def run(self, tasks: Iterable[Task], on_done: Callable[[Task, Any, float], None] | None = None,
+            known: dict[str, Any] | None = None, on_start: Callable[[Task], None] | None = None) -> dict[str, Any]:
+        """Run every task once its After() inputs are done; returns {name: result}.
+
+        known: results of tasks already done (a resumed run): those tasks are skipped, their results used.
+        on_start(task) / on_done(task, result, seconds) are called here, in the caller's process;
+        seconds is the task's own run time on its worker (not the time it waited in a queue)."""
         tasks = list(tasks)
         _check_graph(tasks)
-        results: dict[str, Any] = {}
-        pending = list(tasks)
+        results: dict[str, Any] = dict(known or {})
+        pending = [t for t in tasks if t.name not in results]
         running: dict[cf.Future, Task] = {}
         attempts: dict[str, int] = {}
         try:
@@ -93,6 +99,8 @@ class _Executor:
                     if not self._has_room(len(running)):
                         break
                     pending.remove(t)
+                    if on_start is not None:
+                        on_start(t)
                     running[self._submit(t, results)] = t
                     attempts[t.name] = attempts.get(t.name, 0) + 1
                 if not running:
@@ -101,7 +109,7 @@ class _Executor:
                 for fut in done:
                     t = running.pop(fut)
                     try:
-                        res = self._result(fut)
+                        res, seconds = self._result(fut)
                     except _WorkerDied:
                         if attempts[t.name] > self.max_retries:
                             raise RuntimeError(f"task {t.name}: its worker died {attempts[t.name]} times") from None
@@ -110,7 +118,7 @@ class _Executor:
                         continue
                     results[t.name] = res
                     if on_done is not None:
-                        on_done(t, res)
+                        on_done(t, res, seconds)
         except BaseException:  # Ctrl-C, or one task failed: stop the others, keep what was recorded
             self.cancel([*running])
             raise
@@ -135,6 +143,13 @@ class _WorkerDied(Exception):
     pass
 
 
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """Runs on the worker: the task's result and its own wall time."""
+    t0 = time.perf_counter()
+    res = fn(*args, **kwargs)
+    return res, round(time.perf_counter() - t0, 2)
+
+
 class LocalExecutor(_Executor):
     """Tasks on this machine: inline (workers=1) or on `workers` spawned processes (fresh interpreters:
     no inherited PyBullet or torch-thread state). Resources are not checked: one task per worker."""
@@ -157,7 +172,7 @@ class LocalExecutor(_Executor):
         if self.workers == 1:
             fut: cf.Future = cf.Future()
             try:
-                fut.set_result(task.fn(*args, **kwargs))
+                fut.set_result(_timed(task.fn, *args, **kwargs))
             except BaseException as e:  # noqa: B036 — re-raised by _result in the run loop
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -165,7 +180,7 @@ class LocalExecutor(_Executor):
             return fut
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        return self._pool.submit(task.fn, *args, **kwargs)
+        return self._pool.submit(_timed, task.fn, *args, **kwargs)
 
     def _result(self, fut: cf.Future) -> Any:
         try:
@@ -223,6 +238,7 @@ class RayExecutor(_Executor):
         self.ray, self.address, self.max_retries = ray, address, max_retries
         self._owns = False
         self._refs: dict[cf.Future, Any] = {}
+        self._remote = ray.remote(_timed)
         if ray.is_initialized():  # e.g. a test module's shared ray.init
             return
         if address:
@@ -249,10 +265,10 @@ class RayExecutor(_Executor):
 
     def _submit(self, task: Task, results: dict[str, Any]) -> cf.Future:
         args, kwargs = task.bound(results)
-        remote = self.ray.remote(task.fn).options(
+        remote = self._remote.options(
             num_cpus=task.num_cpus, num_gpus=task.num_gpus, max_retries=self.max_retries,
             name=task.name.replace(":", "_"))
-        ref = remote.remote(*args, **kwargs)
+        ref = remote.remote(task.fn, *args, **kwargs)
         fut = ref.future()
         self._refs[fut] = ref
         return fut

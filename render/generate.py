@@ -196,7 +196,7 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
         from core.executor import LocalExecutor, Task
         ex = executor if executor is not None else LocalExecutor(min(workers, len(jobs)))
 
-        def done(task, res) -> None:
+        def done(task, res, seconds) -> None:
             k, digest, n = res
             digests[k] = digest
             bar.update(n)
