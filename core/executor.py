@@ -17,6 +17,7 @@ LocalExecutor(workers=1) runs each task inline, in list order: exactly the seque
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
 import os
 import socket
@@ -185,7 +186,7 @@ class LocalExecutor(_Executor):
     def _result(self, fut: cf.Future) -> Any:
         try:
             return fut.result()
-        except cf.process.BrokenProcessPool:
+        except BrokenProcessPool:
             # a worker was killed: the pool is unusable; drop it (its other tasks fail the same way and are
             # resubmitted too) and start a fresh one on the next submit
             if self._pool is not None:
