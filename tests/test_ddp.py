@@ -20,9 +20,9 @@ def test_ddp_two_processes_match_one(tmp_path):
     data = generate_dataset(GenerateConfig(n=64, shard_size=32, seed=1), tmp_path / "ds", progress=False)
     args = [str(REPO / "cli.py"), "train", "--data", str(data), "--profile", "quick", "--epochs", "4",
             "--max-samples", "64", "--quiet"]
-    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], cwd=REPO, capture_output=True,
-                         text=True)
-    assert one.returncode == 0, one.stderr[-2000:]
+    from pose_model.config import make_config
+    from pose_model.train import train
+    train(make_config("quick", data=str(data), out=str(tmp_path / "one"), epochs=4, max_samples=64), progress=False)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           *args, "--out", str(tmp_path / "two")], cwd=REPO, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
