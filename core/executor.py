@@ -251,9 +251,12 @@ class RayExecutor(_Executor):
         pp = os.environ.get("PYTHONPATH", "")
         if root not in pp.split(os.pathsep):
             os.environ["PYTHONPATH"] = os.pathsep.join([root, pp]) if pp else root
+        # tasks on other nodes read the same settings (cache folder, real-set location) as this process
+        env = {k: v for k, v in os.environ.items() if k.startswith("SIM2REAL_")}
         try:
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=True, configure_logging=False)
+                     log_to_driver=True, configure_logging=False,
+                     runtime_env={"env_vars": env} if address and env else None)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"--ray-address {address}: could not join a Ray cluster "
                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
