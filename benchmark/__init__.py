@@ -3,7 +3,7 @@
 Public surface:
 - run:      run_benchmark(real, from_dir, profile, seeds, out, device, pipelines, tune, report) -> report folder;
             PROFILES (BenchProfile per size), StageLog (the resumable record of finished stages),
-            plan_jobs (the (pipeline, seed) jobs) → run_job (one job's stages → its row) → finish (rows → report)
+            plan_jobs (the (pipeline, seed) jobs) → job_tasks (executor tasks) → job_row → finish (rows → report)
 - analysis: analyse(rows, real_root, n_boot) -> summary over seeds, paired differences, controls, ranking, verdict
 - report:   write_report(out, rows, meta, analysis) -> report.md, report.html, results.json
 - commands: COMMANDS = [benchmark] (`sim2real benchmark`)

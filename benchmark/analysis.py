@@ -187,7 +187,7 @@ def verdict(summary: dict[str, dict[str, Any]], paired: list[dict[str, Any]], ra
         else:
             head = ", ".join(x for x in (
                 f"{ctl['a']} is better on " + ", ".join(METRIC_WORDS[e['metric']][0] for e in better) if better else "",
-                f"worse on " + ", ".join(METRIC_WORDS[e['metric']][0] for e in worse) if worse else "") if x)
+                "worse on " + ", ".join(METRIC_WORDS[e['metric']][0] for e in worse) if worse else "") if x)
         lines.append(f"{ctl['effect'][0].upper() + ctl['effect'][1:]}: {head} — "
                      + "; ".join(describe(e) for e in effs) + ".")
     return lines

@@ -19,15 +19,23 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
               help="Comma-separated subset of the pipelines.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: --workers tasks at once on this machine; ray: every shard, refiner, training and "
+                   "scoring a Ray task (docs/cluster.md). Same results either way.")
+@click.option("--workers", type=int, default=None,
+              help="--executor local: tasks at once (render shards, trainings, scorings) [default: the profile's, 2].")
+@click.option("--ray-address", default=None,
+              help="With --executor ray: auto, HOST:PORT or ray://HOST:PORT (default: start a local Ray).")
 @click.option("--tune", default="data", show_default=True,
               help="Session for the refiner (unlabelled), the oracle and any tuning (a session of --real).")
 @click.option("--report", default="test1", show_default=True, help="Session every reported number is on.")
-def benchmark(real, from_dir, profile, seeds, out, device, pipelines, tune, report):
+def benchmark(real, from_dir, profile, seeds, out, device, pipelines, executor, workers, ray_address, tune, report):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark
     run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, out=out, device=device,
-                  pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), tune=tune, report=report)
+                  pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), executor=executor,
+                  workers=workers, ray_address=ray_address, tune=tune, report=report)
 
 
 COMMANDS = [benchmark]

@@ -10,8 +10,9 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
   report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
 
-Structure: `plan_jobs` lists the (pipeline, seed) jobs, `run_job` runs one (train + score, with the stages it
-needs), `finish` turns the finished rows into the analysis and the report — so an executor can run the jobs.
+Structure: `plan_jobs` lists the (pipeline, seed) jobs, `job_tasks` turns them into core.executor tasks (each
+seed's refiner, trainings, scorings; a stage log entry each), `job_row` reads a finished job's row, `finish`
+turns the rows into the analysis and the report.
 Seeds vary everything trained (pose model, refiner); the synthetic datasets are rendered once (seed 0).
 """
 from __future__ import annotations
@@ -75,10 +76,18 @@ class StageLog:
         log(f"[run ] {name}")
         t0 = time.time()
         result = fn()
-        self.state["stages"][name] = {"result": result, "seconds": round(time.time() - t0, 2),
+        self.record(name, result, time.time() - t0)
+        return result
+
+    def done(self) -> dict[str, Any]:
+        """{stage: result} of the finished stages (what a resumed run skips)."""
+        return {k: v["result"] for k, v in self.state["stages"].items()}
+
+    def record(self, name: str, result: dict[str, Any], seconds: float) -> None:
+        """Record a stage that ran elsewhere (an executor task); written at once, like run()."""
+        self.state["stages"][name] = {"result": result, "seconds": round(seconds, 2),
                                       "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic_write_json(self.path, self.state)
-        return result
 
     def seconds(self) -> dict[str, float]:
         """Wall time of each finished stage, in the order they finished."""
@@ -139,7 +148,7 @@ def synth_object(real_root: Path) -> str:
     raise UserError(f"{real_root}: object {spec.name!r} is not built in and its spec file is not recorded/found")
 
 
-def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, log=print) -> dict[str, Any]:
+def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, log=print, executor=None) -> dict[str, Any]:
     """Generate (or reuse, keyed by the config hash) the synthetic dataset at one randomization level."""
     from core.io import sha256_of_json
     from core.real_sets import cache_dir
@@ -149,15 +158,17 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
     key = sha256_of_json(asdict(cfg))[:12]
     out = cache_dir() / "synth" / f"{Path(obj).stem}-{level}-{prof.n_synth}-{key}"
-    generate_dataset(cfg, out, workers=prof.workers, progress=True)
+    generate_dataset(cfg, out, workers=prof.workers, progress=True, executor=executor)
     m = read_json(out / "manifest.json", "manifest")
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
-def _train(data: str, out: Path, pipeline: str, prof: BenchProfile, seed: int, device: str,
+def _train(data: str | dict[str, Any], out: Path, pipeline: str, prof: BenchProfile, seed: int, device: str,
            overrides: dict[str, Any]) -> dict[str, Any]:
+    """One (pipeline, seed) training (an executor task); data: a dataset folder or a data stage's result."""
     from pose_model.config import make_config
     from pose_model.train import train
+    data = data["path"] if isinstance(data, dict) else data
     cfg = make_config(prof.train_profile, data=data, out=str(out), pipeline=pipeline, seed=seed, device=device,
                       resume=(out / "model.pt").is_file() or (out / "last.pt").is_file(), **overrides)
     t0 = time.time()
@@ -175,6 +186,99 @@ def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_b
     metrics, per_image = score_predictions(rows, real_root, spec, scene_ids=scene_ids, n_boot=n_boot)
     write_score_outputs(out, metrics, per_image, real_root, spec, rows)
     return {"metrics": metrics, "score_dir": str(out), "pred_csv": str(pred_csv)}
+
+
+def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
+                  seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
+                  pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
+                  workers: int | None = None, ray_address: str | None = None, tune: str = TUNE_SESSION,
+                  report: str = REPORT_SESSION) -> Path:
+    """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
+    core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
+    single record: this process writes it as each task finishes."""
+    prof = pick_profile(PROFILES, profile)
+    seeds = prof.seeds if seeds is None else seeds
+    if seeds < 1:
+        raise UserError(f"--seeds {seeds}: expected at least 1")
+    bad = [p for p in pipelines if p not in SIM_PIPELINES]
+    if bad:
+        raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
+    if from_dir is None:  # a bad session name fails before anything is written
+        session_split(prepare_real(real, None, log), tune, report)
+    from core.executor import make_executor
+    with make_executor(executor, workers or prof.workers, ray_address) as ex:  # joins a cluster before writing
+        return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log, tune, report)
+
+
+def _device_for(ex, device: str) -> tuple[str, float]:
+    """The tasks' device and GPUs per training task. On Ray, 'auto' means: CUDA if the cluster has GPUs
+    (the driver itself may be a CPU-only head node)."""
+    from core.device import pick_device
+    if ex.kind == "ray":
+        if device == "auto":
+            device = "cuda" if ex.describe()["cluster_gpus"] > 0 else "cpu"
+        elif device not in ("cpu",) and not device.startswith("cuda"):
+            pick_device(device)  # the one error message for a bad --device
+    else:
+        device = str(pick_device(device))
+    return device, (1.0 if device.startswith("cuda") else 0.0)
+
+
+def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, seeds: int, out: Path,
+         device: str, pipelines: tuple[str, ...], log, tune: str = TUNE_SESSION,
+         report: str = REPORT_SESSION) -> Path:
+    dev, gpus = _device_for(ex, device)
+    out.mkdir(parents=True, exist_ok=True)
+    args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
+            "pipelines": list(pipelines)}
+    if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
+        args.update(tune=tune, report=report)
+    stages = StageLog(out, args)
+    t_start = time.time()
+
+    real_root = Path(stages.run("real", lambda: {"root": str(prepare_real(real, from_dir, log))}, log)["root"])
+    tune_scenes, report_scenes = session_split(real_root, tune, report)
+
+    # nominal is always needed: the mean-pose baseline and the refiner start from it
+    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
+    data: dict[str, Any] = {
+        lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log, executor=ex),
+                       log) for lv in levels}
+    # the oracle's real training set, made once here (cached on disk) so that seeds can train at once
+    from eval.real_dataset import real_to_dataset
+    from eval.score import spec_for_real
+    oracle_data = str(real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle"))
+
+    ctx = Context(prof, out, dev, gpus, real_root, tune_scenes, report_scenes, data, oracle_data, tune, report)
+    jobs = plan_jobs(pipelines, seeds)
+    tasks = job_tasks(jobs, ctx)
+    done = stages.done()
+    for t in tasks:
+        if t.name in done:
+            log(f"[skip] {t.name} (done in {stages.state['stages'][t.name]['seconds']:.0f} s)")
+    res = ex.run(tasks, known={t.name: done[t.name] for t in tasks if t.name in done},
+                 on_start=lambda t: log(f"[run ] {t.name}"),
+                 on_done=lambda t, r, sec: stages.record(t.name, r, sec))
+    for seed in range(seeds):
+        if f"refiner:s{seed}" in res:
+            data[f"refined_s{seed}"] = res[f"refiner:s{seed}"]
+    rows = [job_row(j, res) for j in jobs]
+
+    stages_s = stages.seconds()
+    log("wall time per stage (s):\n" + "\n".join(f"  {k:<28}{v:>9.1f}" for k, v in stages_s.items())
+        + f"\n  {'total (stages)':<28}{sum(stages_s.values()):>9.1f}")
+    finish(ctx, rows, {
+        "profile": profile, "real": real, "real_root": str(real_root), "tune_session": tune,
+        "report_session": report, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
+        "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
+        "executor": ex.describe(), "datasets": data, "stage_seconds": stages_s,
+        "wall_seconds_this_run": round(time.time() - t_start, 1), "command": args,
+        "who_saw_what": who_saw_what(ctx, pipelines),
+        "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
+                       "(seed 0); the bootstrap seed of every interval is 0",
+    })
+    log(f"report: {out / 'report.md'}")
+    return out
 
 
 ORACLE, MEAN_POSE = "oracle", "mean-pose"
@@ -196,108 +300,102 @@ class Job:
         return "mean_pose" if self.pipeline == MEAN_POSE else f"{self.pipeline.replace('+', '_')}_s{self.seed}"
 
     @property
+    def train_stage(self) -> str | None:
+        return None if self.pipeline == MEAN_POSE else f"train:{self.pipeline}:s{self.seed}"
+
+    @property
+    def score_stage(self) -> str:
+        return "score:mean-pose" if self.pipeline == MEAN_POSE else f"score:{self.pipeline}:s{self.seed}"
+
+    @property
     def refiner_stage(self) -> str | None:
-        """The refiner stage this job needs (SimGAN pipelines: the refiner of the same seed)."""
+        """The refiner this job trains on (SimGAN pipelines: the refiner of the same seed)."""
         spec = PIPELINES.get(self.pipeline)
         return f"refiner:s{self.seed}" if spec is not None and spec.dataset == "refined" else None
 
 
 def plan_jobs(pipelines: tuple[str, ...], seeds: int) -> list[Job]:
-    """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), then
-    the mean-pose floor (deterministic: one row)."""
-    jobs = [Job(p, s) for s in range(seeds) for p in (*pipelines, ORACLE)]
-    return jobs + [Job(MEAN_POSE, 0)]
+    """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), the
+    oracle per seed, then the mean-pose floor (deterministic: one row)."""
+    return [Job(p, s) for s in range(seeds) for p in (*pipelines, ORACLE)] + [Job(MEAN_POSE, 0)]
 
 
 @dataclass
 class Context:
-    """What every job reads: the profile, the stage log, the real set and its session split, the datasets."""
+    """What every job needs: the profile, where to write, the device, the real set's session split, the data."""
     prof: BenchProfile
-    stages: StageLog
     out: Path
     dev: str
+    gpus: float                  # GPUs per training task (0 on CPU)
     real_root: Path
     tune_scenes: list[int]
     report_scenes: list[int]
     data: dict[str, dict[str, Any]]
-    log: Callable = print
+    oracle_data: str
     tune_session: str = TUNE_SESSION      # --tune: refiner (unlabelled) and oracle
     report_session: str = REPORT_SESSION  # --report: every number
 
 
-def refiner_stage(ctx: Context, seed: int) -> dict[str, Any]:
-    """SimGAN of one seed: trained on nominal renders vs UNLABELLED tune-session images, then applied."""
-    from refiner.apply import refine_dataset
-    from refiner.train import make_config, train_refiner
-    rdir = ctx.out / "refiner" if seed == 0 else ctx.out / f"refiner_s{seed}"
-    cfg = make_config(ctx.prof.refiner_profile, synthetic=ctx.data["nominal"]["path"], real=str(ctx.real_root),
-                      out=str(rdir), seed=seed, device=ctx.dev, sessions=(ctx.tune_session,),
-                      resume=(rdir / "state.pt").is_file(), **ctx.prof.refiner_overrides)
-    ckpt = train_refiner(cfg)
-    refined = ctx.out / ("data_refined" if seed == 0 else f"data_refined_s{seed}")
-    refine_dataset(ckpt, ctx.data["nominal"]["path"], refined, device=ctx.dev)
-    m = read_json(refined / "manifest.json", "manifest")
-    return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-            "trained_on_session": ctx.tune_session, "seed": seed}
+def job_tasks(jobs: list[Job], ctx: Context) -> list:
+    """The executor tasks of the jobs, in the order a single worker runs them: each seed's refiner just before
+    that seed's first SimGAN pipeline (so the other rows come first), then the training, then the scoring."""
+    from core.executor import After, Task
+    prof, cpus = ctx.prof, 1.0  # the quick/default profiles train on one torch thread
+    tasks: list[Task] = []
+    for j in jobs:
+        run_dir = ctx.out / "runs" / j.run_dir_name
+        if j.pipeline == MEAN_POSE:
+            tasks.append(Task(j.score_stage, _mean_pose, (ctx.data["nominal"]["path"], ctx.real_root,
+                                                          ctx.report_scenes, ctx.out, prof.n_boot)))
+            continue
+        if j.refiner_stage and not any(t.name == j.refiner_stage for t in tasks):
+            tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
+                                                         str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session),
+                              num_cpus=cpus, num_gpus=ctx.gpus))
+        if j.pipeline == ORACLE:
+            src, overrides = ctx.oracle_data, prof.oracle_overrides
+        else:
+            src = After(j.refiner_stage) if j.refiner_stage else ctx.data[PIPELINES[j.pipeline].dataset]
+            overrides = prof.train_overrides
+        tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, overrides),
+                          num_cpus=cpus, num_gpus=ctx.gpus))
+        tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
+                                                              ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),
+                          num_cpus=1.0, num_gpus=ctx.gpus / 4))
+    return tasks
 
 
-def run_job(job: Job, ctx: Context) -> dict[str, Any]:
-    """Train (unless mean-pose) and score one job through the stage log; returns its results row."""
-    st, prof, log = ctx.stages, ctx.prof, ctx.log
-    run_dir = ctx.out / "runs" / job.run_dir_name
-    if job.pipeline == MEAN_POSE:
-        def mean_pose_stage() -> dict[str, Any]:
-            from core.bop import write_results_csv
-            from eval.baseline import mean_pose, mean_pose_predictions
-            from render.dataset import SyntheticDataset
-            ds = SyntheticDataset(ctx.data["nominal"]["path"])
-            R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            csv = run_dir / "preds.csv"
-            write_results_csv(csv, mean_pose_predictions(R, t, ctx.real_root, ds.spec.obj_id, ctx.report_scenes))
-            return _score(csv, ctx.real_root, ctx.report_scenes, run_dir / "score", prof.n_boot)
-        sc = st.run("score:mean-pose", mean_pose_stage, log)
-        return {"pipeline": job.row_name, "seed": 0, "train_seconds": 0.0, "checkpoint": None, **sc["metrics"],
-                "score_dir": sc["score_dir"]}
-    if job.pipeline == ORACLE:
-        def train_fn() -> dict[str, Any]:
-            from eval.real_dataset import real_to_dataset
-            from eval.score import spec_for_real
-            ds = real_to_dataset(ctx.real_root, ctx.tune_scenes, spec_for_real(ctx.real_root), ctx.out / "data_oracle")
-            return _train(str(ds), run_dir, "oracle", prof, job.seed, ctx.dev, prof.oracle_overrides)
-    else:
-        if job.refiner_stage and f"refined_s{job.seed}" not in ctx.data:
-            ctx.data[f"refined_s{job.seed}"] = st.run(job.refiner_stage, lambda: refiner_stage(ctx, job.seed), log)
-        level = PIPELINES[job.pipeline].dataset
-        data_path = ctx.data[f"refined_s{job.seed}" if level == "refined" else level]["path"]
-
-        def train_fn() -> dict[str, Any]:
-            return _train(data_path, run_dir, job.pipeline, prof, job.seed, ctx.dev, prof.train_overrides)
-    tr = st.run(f"train:{job.pipeline}:s{job.seed}", train_fn, log)
-    sc = st.run(f"score:{job.pipeline}:s{job.seed}", lambda: _predict_and_score(
-        tr["checkpoint"], ctx.real_root, ctx.report_scenes, run_dir, ctx.dev, prof.n_boot), log)
+def job_row(job: Job, results: dict[str, Any]) -> dict[str, Any]:
+    """The results row of a finished job (results: stage name → that stage's result)."""
+    sc = results[job.score_stage]
+    if job.train_stage is None:
+        return {"pipeline": job.row_name, "seed": job.seed, "train_seconds": 0.0, "checkpoint": None,
+                **sc["metrics"], "score_dir": sc["score_dir"]}
+    tr = results[job.train_stage]
     return {"pipeline": job.row_name, "seed": job.seed, "train_seconds": tr["train_seconds"],
-            "checkpoint": tr["checkpoint"], "synthetic_val": tr.get("val", {}), **sc["metrics"],
-            "score_dir": sc["score_dir"]}
+            "checkpoint": tr["checkpoint"],
+            **({"synthetic_val": tr.get("val", {})} if job.pipeline in PIPELINES else {}),
+            **sc["metrics"], "score_dir": sc["score_dir"]}
 
 
 def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     """What each trained or tuned thing saw, from what this run actually passed to it."""
     sims = [p for p in pipelines if PIPELINES[p].dataset != "refined"]
     simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
-    d = {
+    d: dict[str, Any] = {
         "report_session": {"session": ctx.report_session, "scenes": ctx.report_scenes,
                            "seen_by": "scoring only: every number in the report; nothing is trained, tuned "
                                       "or selected on it by this run"},
-        "pose models " + ", ".join(sims): "synthetic renders only (labels from the renderer)",
         "oracle": {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": True},
         "mean-pose": "labels of the nominal synthetic set only",
-        "refiner settings": {"fixed in the profile": ctx.prof.refiner_overrides,
-                             "how they were chosen": "refiner/README.md"},
     }
+    if sims:
+        d["pose models " + ", ".join(sims)] = "synthetic renders only (labels from the renderer)"
     if simgans:
         d["refiner (SimGAN), one per seed"] = {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": False}
         d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
+        d["refiner settings"] = {"fixed in the profile": ctx.prof.refiner_overrides,
+                                 "how they were chosen": "refiner/README.md"}
     return d
 
 
@@ -306,65 +404,47 @@ def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Pa
     report (report.md, report.html, results.json)."""
     from benchmark.analysis import analyse
     from benchmark.report import write_report
-    analysis = analyse(rows, ctx.real_root, ctx.prof.n_boot)
-    write_report(ctx.out, rows, meta, analysis)
+    write_report(ctx.out, rows, meta, analyse(rows, ctx.real_root, ctx.prof.n_boot))
     return ctx.out / "report.md"
 
 
-def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
-                  seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
-                  pipelines: tuple[str, ...] = SIM_PIPELINES, tune: str = TUNE_SESSION,
-                  report: str = REPORT_SESSION, log=print) -> Path:
-    prof = pick_profile(PROFILES, profile)
-    seeds = prof.seeds if seeds is None else seeds
-    if seeds < 1:
-        raise UserError(f"--seeds {seeds}: expected at least 1")
-    bad = [p for p in pipelines if p not in SIM_PIPELINES]
-    if bad:
-        raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
-    from core.device import pick_device
-    dev = str(pick_device(device))
-    if from_dir is None:  # a bad session name fails before anything is written
-        session_split(prepare_real(real, None, log), tune, report)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
-            "pipelines": list(pipelines)}
-    if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
-        args.update(tune=tune, report=report)
-    stages = StageLog(out, args)
-    t_start = time.time()
-
-    real_root = Path(stages.run("real", lambda: {"root": str(prepare_real(real, from_dir, log))}, log)["root"])
-    tune_scenes, report_scenes = session_split(real_root, tune, report)
-
-    # nominal is always needed: the mean-pose baseline and the refiner start from it
-    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
-    data = {lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log), log)
-            for lv in levels}
-    ctx = Context(prof, stages, out, dev, real_root, tune_scenes, report_scenes, data, log, tune, report)
-
-    rows = [run_job(job, ctx) for job in plan_jobs(pipelines, seeds)]
-
-    stages_s = stages.seconds()
-    log("wall time per stage (s):\n" + "\n".join(f"  {k:<28}{v:>9.1f}" for k, v in stages_s.items())
-        + f"\n  {'total (stages)':<28}{sum(stages_s.values()):>9.1f}")
-    report_md = finish(ctx, rows, {
-        "profile": profile, "real": real, "real_root": str(real_root), "tune_session": tune,
-        "report_session": report, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
-        "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
-        "datasets": data, "stage_seconds": stages_s, "wall_seconds_this_run": round(time.time() - t_start, 1),
-        "command": args, "who_saw_what": who_saw_what(ctx, pipelines),
-        "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
-                       "(seed 0); the bootstrap seed of every interval is 0",
-    })
-    log(f"report: {report_md}")
-    return out
+def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0,
+            tune: str = TUNE_SESSION) -> dict[str, Any]:
+    """SimGAN (seed `seed`) on synthetic crops vs UNLABELLED tune-session images, then applied (an executor
+    task). Seed 0 keeps the folder names refiner/ and data_refined/."""
+    from refiner.apply import refine_dataset
+    from refiner.train import make_config, train_refiner
+    sfx = "" if seed == 0 else f"_s{seed}"
+    rdir = Path(out) / f"refiner{sfx}"
+    cfg = make_config(prof.refiner_profile, synthetic=nominal, real=real_root, out=str(rdir), seed=seed,
+                      device=dev, sessions=(tune,), resume=(rdir / "state.pt").is_file(),
+                      **prof.refiner_overrides)
+    ckpt = train_refiner(cfg)
+    refined = Path(out) / f"data_refined{sfx}"
+    refine_dataset(ckpt, nominal, refined, device=dev)
+    m = read_json(refined / "manifest.json", "manifest")
+    return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
+            "trained_on_session": tune, "seed": seed}
 
 
-def _predict_and_score(ckpt: str, real_root: Path, scene_ids: list[int], run_dir: Path, dev: str,
+def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:
+    from core.bop import write_results_csv
+    from eval.baseline import mean_pose, mean_pose_predictions
+    from render.dataset import SyntheticDataset
+    ds = SyntheticDataset(nominal)
+    R, t = mean_pose(ds.labels["R"], ds.labels["t_m"], ds.spec)
+    bdir = out / "runs" / "mean_pose"
+    bdir.mkdir(parents=True, exist_ok=True)
+    csv = bdir / "preds.csv"
+    write_results_csv(csv, mean_pose_predictions(R, t, real_root, ds.spec.obj_id, report_scenes))
+    return _score(csv, real_root, report_scenes, bdir / "score", n_boot)
+
+
+def _predict_and_score(trained: str | dict[str, Any], real_root: Path, scene_ids: list[int], run_dir: Path, dev: str,
                        n_boot: int) -> dict[str, Any]:
+    """Predictions on the report session → metrics (an executor task); trained: a checkpoint or _train's result."""
     from pose_model.predict import predict_bop
+    ckpt = trained["checkpoint"] if isinstance(trained, dict) else trained
     csv = run_dir / "preds_report_session.csv"
     predict_bop(ckpt, real_root, csv, scene_ids=scene_ids, device=dev)
     return _score(csv, real_root, scene_ids, run_dir / "score", n_boot)

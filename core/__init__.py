@@ -9,6 +9,9 @@ Public surface:
 - profiles: pick_profile(table, name) — the one profile lookup (quick / default / full), one error type
 - io:       atomic_write_bytes, atomic_write_text, atomic_write_json, UserError, code_version, sha256_of_json
 - device:   pick_device (import core.device; kept out of this file so torch-free stages stay light)
+- executor: LocalExecutor(workers), RayExecutor(address), make_executor, Task, After — where independent
+            tasks (render shards, trainings, scorings) run; one DAG loop, retries of killed workers, Ctrl-C
+            cancels (import core.executor; docs/cluster.md)
 """
 from core.io import UserError, atomic_write_bytes, atomic_write_json, atomic_write_text, code_version, sha256_of_json
 from core.objects import BUILTIN_OBJECTS, ObjectSpec, cube_symmetries, load_object_spec

@@ -1,6 +1,7 @@
 """CLI: `sim2real train` and `sim2real predict`."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -29,14 +30,18 @@ from pose_model.registry import PIPELINES
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
               config_space, quiet):
-    """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data."""
+    """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data.
+
+    Several GPUs (or CPU processes): `torchrun --nproc_per_node N cli.py train ...` trains one model with
+    DDP; --batch-size stays the global batch."""
     from pose_model.config import make_config
     from pose_model.train import train
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
                       max_samples=max_samples, seed=seed, device=device, resume=resume, config_space=config_space,
                       num_threads=num_threads)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
-    click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
+        click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")
 
 
 @click.command("predict")

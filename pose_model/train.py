@@ -4,9 +4,15 @@ One loop, one optimizer, one progress bar. Every epoch: reseed every random stre
 (so `--resume` from an epoch checkpoint continues exactly like an uninterrupted run), train, validate end
 to end on the held-out split (through the localizer, and on ground-truth crops as a diagnostic), write the
 checkpoint atomically, the curves and the model card.
+
+Several processes (`torchrun --nproc_per_node N cli.py train ...`: DDP, NCCL on GPUs, gloo on CPU) train
+one model with the same GLOBAL batch as one process: every rank draws the same batch and crop jitter from
+the (seed, epoch) streams and computes its contiguous share; DDP averages the gradients. Rank 0
+validates and writes; the model card records each rank's parameter checksum (they must agree).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -92,20 +98,40 @@ def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.de
             "val_n": int(len(idx))}
 
 
+class JointForward(torch.nn.Module):
+    """localizer(frames), regressor(crops) in one forward: the module DDP wraps (it syncs gradients of
+    what its forward used)."""
+
+    def __init__(self, model: PoseModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, crops: torch.Tensor):
+        return self.model.localizer(frames), self.model.regressor(crops)
+
+
 def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConfig, pipeline, ctx,
-               gen: torch.Generator, device: torch.device):
-    """Forward + losses for one batch. → (loss, parts dict, per-sample ADR success (B,) bool)."""
+               gen: torch.Generator, device: torch.device, rank: int = 0, world: int = 1,
+               joint: torch.nn.Module | None = None):
+    """Forward + losses for one (global) batch, or for this rank's share of it (rank of world).
+    → (loss, parts dict, per-sample ADR success of the share, bool)."""
     nl = max(1, int(round(len(b) * cfg.loc_batch_frac)))
-    frames = pipeline.augment(to_float(data.frames[b[:nl]], device), ctx)
+    c_all = data.centre[b].to(device)
+    # jitter drawn for the whole global batch, so the shares together see what one process would
+    box_all = jittered_boxes(c_all, data.crop_box[b][:, 2].to(device) * cfg.crop_factor, cfg.jitter_scale,
+                             cfg.jitter_shift, gen)
+    share, lshare = slice(rank * len(b) // world, (rank + 1) * len(b) // world), \
+        slice(rank * nl // world, (rank + 1) * nl // world)
+    bl, b, box = b[lshare], b[share], box_all[share]
+    frames = pipeline.augment(to_float(data.frames[bl], device), ctx)
     crops_r = to_float(data.crops[b], device)
     cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
     R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
-    box = jittered_boxes(c, cb[:, 2] * cfg.crop_factor, cfg.jitter_scale, cfg.jitter_shift, gen)
     crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
     R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
-    out_r = model.regressor(crops)
+    out_l, out_r = (joint or JointForward(model))(frames, crops)
     l_reg, (l_rot, l_c, l_d) = model.reg_loss(out_r, R_allo, off, code, (cfg.w_rot, cfg.w_centre, cfg.w_depth))
-    l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
+    l_loc = model.loc_loss(out_l, c_all[lshare], data.crop_box[bl][:, 2].to(device))
     loss = l_reg.mean() + cfg.w_loc * l_loc
     with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
         Rp = G.rot6d_to_matrix(out_r["rot6d"])
@@ -161,6 +187,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train; returns the checkpoint path (OUT/model.pt). See the module docstring."""
     cfg.check()
     device = pick_device(cfg.device)
+    rank, world, owns_group = _dist_init(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    if cfg.batch_size % world:
+        raise UserError(f"--batch-size {cfg.batch_size}: must be a multiple of the {world} training processes")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out)
@@ -181,6 +213,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
                      reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden)
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
+    joint: torch.nn.Module = JointForward(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -203,27 +236,34 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             _, _, code, _ = model.reg_targets(data.R[b], data.t[b], K, G.box_around(c, cb[:, 2] * cfg.crop_factor))
             model.regressor.head.bias[8] = code.mean().to(device)
 
-    out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress, unit="step",
+    if world > 1:  # after the resume/depth-bias init above, which every rank does the same way
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        joint = DDP(joint, device_ids=[device.index] if device.type == "cuda" else None)
+    lead = rank == 0  # validates, writes, shows the progress bar
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not (progress and lead), unit="step",
                dynamic_ncols=True, desc=f"train {cfg.pipeline}")
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         rng, gen = seed_epoch(cfg.seed, epoch)
-        pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch)
+        pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch + 7_919_000 * rank)  # ranks: own image noise
         model.train()
         t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
         for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
             b = torch.as_tensor(idx)
-            loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device)
+            loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint)
+            if world > 1:  # ADR's state must move identically on every rank: score the whole global batch
+                success = _all_gather_cat(success)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             pipeline.report(ctx, success)
             step += 1
             n_b += 1
-            n_img += len(idx)
+            n_img += len(idx) // world
             parts["train_loss"] = loss.detach().item()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -233,9 +273,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             bar.update(1)
         ep_time = time.perf_counter() - t0
         train_time += ep_time
+        if world > 1:  # the logged losses: mean over the ranks' shares (the global batch's loss)
+            sums = _all_reduce_mean(sums, device)
         row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total, cfg),
                **{k: v / max(1, n_b) for k, v in sums.items()}, "epoch_time_s": ep_time,
-               "img_per_s": n_img / max(1e-9, ep_time)}
+               "img_per_s": n_img * world / max(1e-9, ep_time)}
+        if not lead:
+            rows.append(row)
+            continue
         row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
         rows.append(row)
         bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
@@ -246,13 +291,53 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
               "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
               "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
               "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
-              "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed}
+              "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed,
+              "world_size": world}
         _atomic_torch_save(ck, ckpt_path)
         # the PNG costs a second or two: every 5 epochs and at the end
         _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
         _write_card(ck, manifest, out)
     bar.close()
+    if world > 1:
+        sums = _all_gather_cat(torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()[None])
+        if lead:
+            card = json.loads((out / "model_card.json").read_text())
+            card["ddp"] = {"world_size": world, "param_checksum_by_rank": [float(x) for x in sums]}
+            atomic_write_json(out / "model_card.json", card)
+        import torch.distributed as dist
+        dist.barrier()
+        if owns_group:
+            dist.destroy_process_group()
     return ckpt_path
+
+
+def _dist_init(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group) from torchrun's environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    import torch.distributed as dist
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _all_gather_cat(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's x (same shape), concatenated in rank order: the global batch's order."""
+    import torch.distributed as dist
+    y = x.to(torch.uint8) if x.dtype == torch.bool else x  # gloo has no bool all_gather
+    parts = [torch.empty_like(y) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, y.contiguous())
+    return torch.cat(parts).to(x.dtype)
+
+
+def _all_reduce_mean(sums: dict[str, float], device: torch.device) -> dict[str, float]:
+    import torch.distributed as dist
+    keys = sorted(sums)
+    v = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(v)
+    return {k: float(x) / dist.get_world_size() for k, x in zip(keys, v)}
 
 
 def _write_card(ck: dict, manifest: dict, out: Path) -> None:

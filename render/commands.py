@@ -13,6 +13,10 @@ from core.io import UserError
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output dataset folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Render processes (same bytes for any N).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: --workers processes here; ray: each shard a Ray task (same bytes).")
+@click.option("--ray-address", default=None,
+              help="With --executor ray: auto, HOST:PORT or ray://HOST:PORT (default: start a local Ray).")
 @click.option("--like-real", type=click.Path(), default=None,
               help="Real BOP set (or a name such as aruco-cube) whose cameras (K, size) to imitate.")
 @click.option("--camera", "camera_file", type=click.Path(), default=None,
@@ -30,7 +34,7 @@ from core.io import UserError
 @click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per shard file.")
 @click.option("--views-per-scene", type=int, default=4, show_default=True,
               help="Camera views rendered per built-and-settled scene.")
-def generate(object_, n, out, seed, workers, like_real, camera_file, randomization, space_file, scene_file, drop,
+def generate(object_, n, out, seed, workers, executor, ray_address, like_real, camera_file, randomization, space_file, scene_file, drop,
              frame_width, crop_px, crop_scale, shard_size, views_per_scene):
     """Render a synthetic dataset of the cube with exact pose labels (resumable: rerun to continue)."""
     from render.generate import (GenerateConfig, cameras_from_k_file, cameras_like_real, generate_dataset,
@@ -49,7 +53,10 @@ def generate(object_, n, out, seed, workers, like_real, camera_file, randomizati
         cfg.cameras = cameras_like_real(str(resolve_real(like_real)))
     elif camera_file:
         cfg.cameras = cameras_from_k_file(camera_file)
-    path = generate_dataset(cfg, out, workers=workers)
+    cfg.validate()  # user mistakes before a cluster is joined
+    from core.executor import make_executor
+    with make_executor(executor, workers, ray_address) as ex:
+        path = generate_dataset(cfg, out, workers=workers, executor=ex)
     click.echo(f"dataset: {path}")
 
 

@@ -8,7 +8,6 @@ progress, `manifest.json` appears only when every shard is there.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,6 +105,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(cfg_dict: dict[str, Any]) -> None:
+    """Build the renderers of a config once per process (a pool or Ray worker renders many shards)."""
+    key = sha256_of_json(cfg_dict)
+    if _WORKER.get("key") == key:
+        return
     cfg = GenerateConfig(**cfg_dict)
     spec = load_object_spec(cfg.object)
     space = load_space(cfg.space_file)
@@ -114,7 +117,8 @@ def _worker_init(cfg_dict: dict[str, Any]) -> None:
     for cam in cfg.cameras:
         camera = Camera(np.asarray(cam["K"], dtype=np.float64), cam["width"], cam["height"])
         renderers.append(SceneRenderer(spec, scene, camera, space, cfg.frame_size(cam), cfg.crop_px, cfg.crop_scale))
-    _WORKER.update(cfg=cfg, renderers=renderers, ranges=_ranges(space, cfg.randomization))
+    _WORKER.clear()
+    _WORKER.update(key=key, cfg=cfg, renderers=renderers, ranges=_ranges(space, cfg.randomization))
 
 
 def _ranges(space, level: str):
@@ -122,8 +126,9 @@ def _ranges(space, level: str):
     return space.ranges("widest" if level == "adr-pool" else level, "render")
 
 
-def _render_shard(job: tuple[int, int, int, str]) -> tuple[int, str, int]:
-    k, start, stop, out = job
+def render_shard(cfg_dict: dict[str, Any], k: int, start: int, stop: int, out: str) -> tuple[int, str, int]:
+    """Render samples [start, stop) into shard k of the dataset at out (one executor task)."""
+    _worker_init(cfg_dict)
     cfg, renderers, ranges = _WORKER["cfg"], _WORKER["renderers"], _WORKER["ranges"]
     samples = []
     V = cfg.views_per_scene
@@ -142,8 +147,11 @@ def _render_shard(job: tuple[int, int, int, str]) -> tuple[int, str, int]:
 
 
 def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: int = 1,
-                     progress: bool = True) -> Path:
-    """Render (or resume) the dataset described by cfg into out_dir. Returns out_dir."""
+                     progress: bool = True, executor=None) -> Path:
+    """Render (or resume) the dataset described by cfg into out_dir. Returns out_dir.
+
+    Each shard is one task of `executor` (core.executor; default: LocalExecutor(workers)), so a Ray
+    cluster renders the shards of one dataset in parallel; the bytes are the same on any executor."""
     cfg.validate()
     if workers < 1:
         raise UserError(f"--workers: expected ≥ 1, got {workers}")
@@ -185,18 +193,18 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
     bar = tqdm(total=cfg.n, initial=cfg.n - sum(j[2] - j[1] for j in jobs), unit="img", desc="render",
                disable=not progress, dynamic_ncols=True)
     if jobs:
-        if workers == 1:
-            _worker_init(job_cfg)
-            for job in jobs:
-                k, digest, n = _render_shard(job)
-                digests[k] = digest
-                bar.update(n)
-        else:
-            ctx = mp.get_context("spawn")  # fresh interpreters: no inherited PyBullet state
-            with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init, initargs=(job_cfg,)) as pool:
-                for k, digest, n in pool.imap_unordered(_render_shard, jobs):
-                    digests[k] = digest
-                    bar.update(n)
+        from core.executor import LocalExecutor, Task
+        ex = executor if executor is not None else LocalExecutor(min(workers, len(jobs)))
+
+        def done(task, res, seconds) -> None:
+            k, digest, n = res
+            digests[k] = digest
+            bar.update(n)
+        try:
+            ex.run([Task(f"shard:{j[0]}", render_shard, (job_cfg, *j), num_cpus=1) for j in jobs], on_done=done)
+        finally:
+            if executor is None:
+                ex.close()
     bar.close()
 
     spec = load_object_spec(cfg.object)

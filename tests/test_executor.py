@@ -1,0 +1,133 @@
+"""core.executor: local and Ray executors give the same datasets and benchmark results; killed workers are
+retried; a bad --ray-address fails cleanly. One local Ray (2 CPUs) is shared by the whole module."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.executor import After, LocalExecutor, Task
+from core.io import UserError
+from render.generate import GenerateConfig, generate_dataset, render_shard
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _files(d: Path) -> dict:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()
+            and p.name != "manifest.json"} | {"manifest": _manifest_sans_time(d)}
+
+
+def _manifest_sans_time(d: Path) -> dict:
+    m = json.loads((d / "manifest.json").read_text())
+    m.pop("render_seconds_this_run")
+    return m
+
+
+def _add(a, b):
+    return a + b
+
+
+def _fail(msg):
+    raise UserError(msg)
+
+
+def die_once(marker: str, fn, *args):
+    """Kill this worker process the first time (as an OOM killer or a lost node would), then do the work."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fn(*args)
+
+
+def test_local_executor_runs_a_graph_in_order_and_resumes():
+    seen = []
+    tasks = [Task("a", _add, (1, 2)), Task("b", _add, (After("a"), 10)), Task("c", _add, (After("a"), After("b")))]
+    with LocalExecutor(1) as ex:
+        res = ex.run(tasks, on_done=lambda t, r, s: seen.append((t.name, r)))
+        assert res == {"a": 3, "b": 13, "c": 16} and seen == [("a", 3), ("b", 13), ("c", 16)]
+        # a resumed run: known results are used, their tasks not run again
+        seen.clear()
+        assert ex.run(tasks, on_done=lambda t, r, s: seen.append(t.name), known={"a": 100, "b": 1})["c"] == 101
+        assert seen == ["c"]
+        with pytest.raises(UserError, match="boom"):  # a task's own error reaches the caller unchanged
+            ex.run([Task("x", _fail, ("boom",))])
+
+
+def test_local_pool_retries_a_killed_worker(tmp_path):
+    cfg = GenerateConfig(n=8, shard_size=4, seed=2)
+    ref = generate_dataset(cfg, tmp_path / "ref", progress=False)
+    from dataclasses import asdict
+    with LocalExecutor(2) as ex:
+        res = ex.run([Task("s0", die_once, (str(tmp_path / "m"), render_shard, asdict(cfg), 0, 0, 4,
+                                            str(tmp_path / "x"))),
+                      Task("s1", render_shard, (asdict(cfg), 1, 4, 8, str(tmp_path / "x")))])
+    assert (tmp_path / "m").exists()  # the worker really was killed once
+    for k in (0, 1):
+        assert res[f"s{k}"][1] == json.loads((ref / "manifest.json").read_text())["shards"][k]["sha256"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    from core.executor import RayExecutor
+    ex = RayExecutor(num_cpus=2)  # starts the module's local Ray; later RayExecutor()s join it
+    yield ex
+    ex.close()
+    assert not ray.is_initialized()
+
+
+def test_generate_on_ray_gives_the_local_bytes(ray_cluster, tmp_path):
+    from core.executor import RayExecutor
+    cfg = GenerateConfig(n=12, shard_size=4, randomization="dr", seed=4)
+    a = generate_dataset(cfg, tmp_path / "local", workers=1, progress=False)
+    b = generate_dataset(cfg, tmp_path / "ray", progress=False, executor=RayExecutor())
+    assert _files(a) == _files(b)
+
+
+def test_killed_ray_worker_is_retried_with_the_same_result(ray_cluster, tmp_path):
+    import ray.cloudpickle
+    from dataclasses import asdict
+
+    from core.executor import RayExecutor
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test module is not on the workers' path
+    cfg = GenerateConfig(n=4, shard_size=4, seed=6)
+    ref = generate_dataset(cfg, tmp_path / "ref", progress=False)
+    res = RayExecutor().run([Task("s0", die_once, (str(tmp_path / "m"), render_shard, asdict(cfg), 0, 0, 4,
+                                                   str(tmp_path / "x")))])
+    assert (tmp_path / "m").exists()
+    assert res["s0"][1] == json.loads((ref / "manifest.json").read_text())["shards"][0]["sha256"]
+    assert (tmp_path / "x" / "shards" / "000000" / "params.json").read_bytes() == \
+        (ref / "shards" / "000000" / "params.json").read_bytes()
+
+
+def test_reduced_benchmark_on_ray_equals_local(ray_cluster, shared_real, tmp_path):
+    from benchmark.run import run_benchmark
+    outs = {}
+    for kind in ("local", "ray"):
+        outs[kind] = run_benchmark(from_dir=str(shared_real / "aruco_cube"), profile="quick", pipelines=("none",),
+                                   out=tmp_path / kind, executor=kind, workers=1, log=lambda *a: None)
+    rows = {}
+    for kind, out in outs.items():
+        res = json.loads((out / "results.json").read_text())
+        assert res["meta"]["executor"]["executor"] == kind
+        rows[kind] = [{k: v for k, v in r.items() if k not in ("train_seconds", "score_dir", "checkpoint")}
+                      for r in res["rows"]]
+        stages = json.loads((out / "stages.json").read_text())["stages"]
+        assert {"train:none:s0", "score:none:s0", "train:oracle:s0", "score:mean-pose"} <= set(stages)
+    assert [r["pipeline"] for r in rows["ray"]] == ["none", "oracle (real, other session)", "mean-pose"]
+    assert rows["ray"] == rows["local"]
+
+
+@pytest.mark.parametrize("cmd", ["generate --n 4", "benchmark --profile quick"])
+def test_unreachable_ray_address_is_one_clear_line(tmp_path, cmd):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(REPO / "cli.py"), *cmd.split(), "--out", str(out), "--executor", "ray",
+                        "--ray-address", "127.0.0.1:9"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "--ray-address 127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
