@@ -1,7 +1,7 @@
 """benchmark/: the main job — every pipeline trained, scored on the report session, and compared.
 
 Public surface:
-- run:      run_benchmark(real, from_dir, profile, seeds, out, device, pipelines, tune, report) -> report folder;
+- run:      run_benchmark(real, from_dir, profile, seeds, out, device, pipelines, ..., tune, report) -> report folder;
             PROFILES (BenchProfile per size), StageLog (the resumable record of finished stages),
             plan_jobs (the (pipeline, seed) jobs) → job_tasks (executor tasks) → job_row → finish (rows → report)
 - analysis: analyse(rows, real_root, n_boot) -> summary over seeds, paired differences, controls, ranking, verdict
