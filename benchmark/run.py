@@ -364,7 +364,11 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     if sims:
         d["pose models " + ", ".join(sims)] = "synthetic renders only (labels from the renderer)"
     if simgans:
-        d["refiner (SimGAN), one per seed"] = {"session": TUNE_SESSION, "scenes": ctx.tune_scenes, "labels": False}
+        seen = {k: v for k, v in ctx.data.items() if k.startswith("refined_s")}
+        d["refiner (SimGAN), one per seed"] = {
+            "session": TUNE_SESSION, "labels": False,
+            "scenes read (refiner cards)": sorted({s for v in seen.values() for s in v.get("real_scenes_seen", [])}),
+            "images read per seed": [v.get("real_images_seen") for _, v in sorted(seen.items())]}
         d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
         d["refiner settings"] = {"fixed in the profile": ctx.prof.refiner_overrides,
                                  "how they were chosen": "refiner/README.md"}
@@ -394,8 +398,13 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
     refined = Path(out) / f"data_refined{sfx}"
     refine_dataset(ckpt, nominal, refined, device=dev)
     m = read_json(refined / "manifest.json", "manifest")
+    # what it actually read, from its card (BOP paths test/<scene>/rgb/<im>.jpg): the report's "who saw what"
+    card = read_json(rdir / "refiner_card.json", "refiner card")
+    files = card.get("real", {}).get("files", [])
+    scenes = sorted({int(f.split("/")[1]) for f in files if f.count("/") >= 2 and f.split("/")[1].isdigit()})
     return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-            "trained_on_session": TUNE_SESSION, "seed": seed}
+            "trained_on_session": TUNE_SESSION, "seed": seed, "real_images_seen": len(files),
+            "real_scenes_seen": scenes}
 
 
 def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:
