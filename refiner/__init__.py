@@ -12,7 +12,17 @@ Public surface:
 """
 from refiner.apply import load_refiner, refine_dataset, refine_images
 from refiner.model import HistoryBuffer, PatchDiscriminator, Refiner
-from refiner.train import RefinerConfig, make_config, train_refiner
+
+_TRAIN_NAMES = ("RefinerConfig", "make_config", "train_refiner")
+
+
+def __getattr__(name: str):
+    # training is imported on first use only: loading and applying a refiner never imports it
+    if name in _TRAIN_NAMES:
+        from refiner import train
+        return getattr(train, name)
+    raise AttributeError(f"module 'refiner' has no attribute {name!r}")
+
 
 __all__ = ["Refiner", "PatchDiscriminator", "HistoryBuffer", "RefinerConfig", "make_config", "train_refiner",
            "load_refiner", "refine_images", "refine_dataset"]

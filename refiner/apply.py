@@ -18,10 +18,9 @@ import torch
 from tqdm import tqdm
 
 from core.device import pick_device
-from core.io import UserError, code_version
+from core.io import UserError, code_version, load_torch_file
 from refiner.data import to_tensor, to_uint8
-from refiner.model import Refiner
-from refiner.train import CKPT_FORMAT
+from refiner.model import CKPT_FORMAT, Refiner
 
 
 def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[Refiner, dict]:
@@ -29,14 +28,7 @@ def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[
     ckpt = Path(ckpt)
     if ckpt.is_dir():
         ckpt = ckpt / "refiner.pt"
-    if not ckpt.is_file():
-        raise UserError(f"{ckpt}: refiner checkpoint not found")
-    try:
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:  # corrupt/truncated/other pickle
-        raise UserError(f"{ckpt}: not a readable refiner checkpoint ({type(e).__name__})") from None
-    if not isinstance(st, dict) or st.get("format") != CKPT_FORMAT:
-        raise UserError(f"{ckpt}: format: expected a {CKPT_FORMAT} checkpoint (from `refine train`)")
+    st = load_torch_file(ckpt, "refiner checkpoint (from `refine train`)", CKPT_FORMAT)
     device = torch.device(device) if not isinstance(device, torch.device) else device
     R = Refiner(**st["arch"])
     R.load_state_dict(st["state_dict"])

@@ -1,13 +1,12 @@
 """CLI: `sim2real randomizer show` — what the randomization looks like at nominal, mid and widest ranges."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 import numpy as np
 
-from core.io import UserError
+from core.io import UserError, atomic_savefig
 
 LEVELS = (("nominal", 0.0), ("mid", 0.5), ("widest", 1.0))
 
@@ -85,11 +84,8 @@ def _save_png(path: Path, grid: np.ndarray, labels: list[str]) -> None:
     for s in ax.spines.values():
         s.set_visible(False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 @click.group("randomizer")
