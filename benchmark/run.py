@@ -115,7 +115,8 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    key = sha256_of_json(asdict(cfg))[:12]
+    from render.dataset import FORMAT
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True)
     m = read_json(out / "manifest.json", "manifest")

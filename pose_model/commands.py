@@ -24,16 +24,16 @@ from pose_model.registry import PIPELINES
 @click.option("--threads", "num_threads", type=int, default=None,
               help="torch CPU threads (default: 1 for quick/default, torch's choice for full).")
 @click.option("--resume", is_flag=True, help="Continue OUT/model.pt from its last finished epoch.")
-@click.option("--config-space", type=click.Path(), default=None,
-              help="Randomization parameter space YAML for dr/adr (default: randomizer/default.yaml).")
+@click.option("--space", type=click.Path(), default=None,
+              help="Parameter space YAML for dr/adr (default: the space recorded in the dataset's manifest).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
-              config_space, quiet):
+              space, quiet):
     """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data."""
     from pose_model.config import make_config
     from pose_model.train import train
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
-                      max_samples=max_samples, seed=seed, device=device, resume=resume, config_space=config_space,
+                      max_samples=max_samples, seed=seed, device=device, resume=resume, space=space,
                       num_threads=num_threads)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
     click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")

@@ -57,6 +57,19 @@ def _load_dataset(path: str):
     return SyntheticDataset(path)
 
 
+def space_for(cfg: TrainConfig, ds):
+    """(parameter space, where it came from): --space when given, else the space the dataset was rendered with
+    (its manifest's randomization.space), else the shipped default (real-photo datasets record none)."""
+    from randomizer.space import load_space, space_from_dict
+    if cfg.space:
+        return load_space(cfg.space), cfg.space
+    recorded = ds.manifest["randomization"].get("space")
+    if recorded is not None:
+        where = f"{ds.root / 'manifest.json'}: randomization.space"
+        return space_from_dict({"params": recorded}, where), where  # manifest: ParamSpace.to_dict()
+    return load_space(None), "randomizer/default.yaml"
+
+
 @torch.no_grad()
 def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.device, refine_iters: int,
              batch_size: int = 128) -> dict:
@@ -157,7 +170,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ckpt_path = out / "model.pt"
     ds = _load_dataset(cfg.data)
     manifest = ds.manifest
-    pipeline = make_pipeline(cfg.pipeline, cfg.config_space, cfg.seed, device)
+    pipeline = make_pipeline(cfg.pipeline, space_for(cfg, ds), cfg.seed, device)
     pipeline.check_dataset(manifest, cfg.data)
     data = PoseData.from_dataset(ds, cfg.max_samples)
     if len(data) < 2:
