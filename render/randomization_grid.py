@@ -98,9 +98,9 @@ def randomizer_group() -> None:
               help="Parameter-space YAML (default: the shipped randomizer/default.yaml).")
 @click.option("--out", required=True, type=click.Path(), help="Output PNG (rows: nominal, mid, widest).")
 @click.option("--object", "object_name", default="aruco-cube", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n", "n_cols", type=int, default=6, show_default=True, help="Samples per row.")
-@click.option("--size", "crop_px", type=int, default=128, show_default=True, help="Cell size in px (the crop).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--n", "n_cols", type=click.IntRange(min=1), default=6, show_default=True, help="Samples per row.")
+@click.option("--size", "crop_px", type=click.IntRange(min=1), default=128, show_default=True, help="Cell size in px (the crop).")
 @click.option("--image-only", is_flag=True, help="Skip the renderer: image-level randomization on a test card.")
 def show_cmd(config, out, object_name, seed, n_cols, crop_px, image_only) -> None:
     """Render samples at the nominal, mid (halfway) and widest ranges of every parameter."""
