@@ -80,22 +80,29 @@ class StageLog:
         return {k: v["seconds"] for k, v in items}
 
 
-def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+def check_real_args(real: str, from_dir: str | None) -> None:
+    """The cheap checks of --real/--from, done before --out is created."""
+    from core.real_sets import KNOWN_REAL_SETS
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
+    elif real not in KNOWN_REAL_SETS and not Path(real).is_dir():
+        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
+
+
+def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.real_sets import cached_real_dir, resolve_real
+    check_real_args(real, from_dir)
+    if from_dir is not None:
         try:
             return resolve_real(real)
         except UserError:
             from eval.fetch import fetch_aruco_cube
             fetch_aruco_cube(from_dir=from_dir, log=log)
             return cached_real_dir(real)
-    if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
-        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
     return resolve_real(real)
 
 
@@ -158,6 +165,9 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     from core.device import pick_device
     dev = str(pick_device(device))
     out = Path(out)
+    check_real_args(real, from_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
             "pipelines": list(pipelines)}

@@ -26,7 +26,7 @@ from core.objects import load_object_spec
 from randomizer.space import load_space
 from render.dataset import (FORMAT, is_dataset, labels_array, read_manifest, remove_stale_temps, shard_entry,
                             shard_name, write_shard)
-from render.scene import DEFAULT_CAMERA, Camera, SceneRenderer, SceneSpec
+from render.scene import DEFAULT_CAMERA, RENDER_PARAMS, Camera, SceneRenderer, SceneSpec
 
 RANDOMIZATION_LEVELS = ("nominal", "dr", "widest", "adr-pool")
 ADR_POOL_Q_NOMINAL = 0.85  # adr-pool: each render parameter stays nominal with this probability
@@ -64,7 +64,11 @@ class GenerateConfig:
             raise UserError(f"--shard-size: expected a positive multiple of --views-per-scene "
                             f"({self.views_per_scene}), got {self.shard_size}")
         load_object_spec(self.object)
-        load_space(self.space_file)
+        space = load_space(self.space_file)
+        missing = [n for n in RENDER_PARAMS if n not in space.names("render")]
+        if missing:
+            raise UserError(f"{space.source}: params.{missing[0]}: missing (the renderer reads "
+                            f"{len(missing)} render-time parameter(s) this space does not declare)")
         SceneSpec.from_dict(self.scene, "scene")
         return self
 
@@ -78,8 +82,8 @@ def load_scene_file(path: str) -> dict[str, Any]:
         raise UserError(f"{p}: scene file not found")
     try:
         d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # a binary file given as YAML, too
+        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0][:100]})") from None
     if not isinstance(d, dict):
         raise UserError(f"{p}: expected a mapping of scene fields")
     SceneSpec.from_dict(d, str(p))
