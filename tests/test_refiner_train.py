@@ -75,7 +75,7 @@ def test_train_writes_checkpoint_grid_log_and_real_file_list(tiny_refiner):
     assert card["real"]["sessions"] == ["data"]
     assert card["real"]["files"] == [f"data/cam0/rgb_{i:05d}.jpg" for i in range(3)]
     assert card["crop_px"] == 48 and card["lam"] == make_config("default").lam and card["steps_done"] == 10
-    ck = torch.load(tiny_refiner, weights_only=False)
+    ck = torch.load(tiny_refiner, weights_only=True)
     assert ck["format"] == "sim2real-refiner/1" and set(ck["state_dict"]) == set(Refiner(8, 1).state_dict())
 
 
@@ -88,8 +88,8 @@ def test_resume_reproduces_uninterrupted_run(tiny_data, real_dir, tiny_refiner, 
     with pytest.raises(UserError, match="different settings"):
         train_refiner(tiny_cfg(tiny_data, real_dir, out, resume=True, lam=99.0), progress=False)
     final = train_refiner(tiny_cfg(tiny_data, real_dir, out, resume=True), progress=False)
-    a = torch.load(final, weights_only=False)["state_dict"]
-    b = torch.load(tiny_refiner, weights_only=False)["state_dict"]
+    a = torch.load(final, weights_only=True)["state_dict"]
+    b = torch.load(tiny_refiner, weights_only=True)["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
