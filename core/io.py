@@ -94,9 +94,11 @@ def load_torch_file(path: str | os.PathLike, what: str, fmt: str | None = None, 
         raise UserError(f"{path}: {what} not found")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"{path}: not a sim2real {what} (it holds objects other than tensors and plain "
-                        f"types; refusing to unpickle them)") from None
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):  # a pickle naming arbitrary callables: could run code, refused
+            raise UserError(f"{path}: not a sim2real {what} (it holds objects other than tensors and plain "
+                            f"types; refusing to unpickle them)") from None
+        raise UserError(f"{path}: not a readable {what} (UnpicklingError)") from None
     except Exception as e:  # truncated file, not a torch file, …
         raise UserError(f"{path}: not a readable {what} ({type(e).__name__})") from None
     if not isinstance(obj, dict) or (fmt is not None and obj.get("format") != fmt):
