@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from core.io import atomic_savefig
+from core.io import atomic_savefig, atomic_write_bytes
 
 # (column, axis label, x limit) of the CDF panels
 CDF_PANELS = (("re_deg", "rotation error (deg)", 90.0), ("te_mm", "translation error (mm)", 100.0),
