@@ -197,8 +197,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         opt.load_state_dict(ck["optimizer"])
         pipeline.load_state_dict(ck.get("pipeline_state", {}))
         start_epoch, rows, train_time = ck["epoch"] + 1, ck["history"], ck["train_time_s"]
-    elif ckpt_path.exists() and not cfg.resume:
-        warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
+    elif ckpt_path.exists():  # like `refine train`: never overwrite a run silently
+        raise UserError(f"{ckpt_path}: --out already holds a trained model; pass --resume to continue it "
+                        f"(or choose another --out)")
     if start_epoch == 0:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])

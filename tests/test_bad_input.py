@@ -197,6 +197,8 @@ CASES = [
      "evil.pt"),
     ("refine apply truncated", ["refine", "apply", "--refiner", "{d}/trunc.pt", "--data", "{d}/ds", "--out", "{o}"],
      "trunc.pt"),
+    ("train out holds a run", ["train", "--data", "{d}/ds", "--out", "{d}/run_evil", "--profile", "quick"],
+     "--resume"),
     ("train resume crafted", ["train", "--data", "{d}/ds", "--out", "{d}/run_evil", "--resume", "--profile", "quick"],
      "model.pt"),
     ("train resume truncated", ["train", "--data", "{d}/ds", "--out", "{d}/run_trunc", "--resume", "--profile",
