@@ -122,11 +122,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    from render.dataset import FORMAT
+    from render.dataset import FORMAT, read_manifest
     key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True)
-    m = read_json(out / "manifest.json", "manifest")
+    m = read_manifest(out)
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
@@ -186,6 +186,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     def refine_stage() -> dict[str, Any]:
         from refiner.apply import refine_dataset
         from refiner.train import make_config, train_refiner
+        from render.dataset import read_manifest
         rdir = out / "refiner"
         cfg = make_config(prof.refiner_profile, synthetic=data["nominal"]["path"], real=str(real_root),
                           out=str(rdir), seed=0, device=dev, sessions=(TUNE_SESSION,),
@@ -193,7 +194,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         ckpt = train_refiner(cfg)
         refined = out / "data_refined"
         refine_dataset(ckpt, data["nominal"]["path"], refined, device=dev)
-        m = read_json(refined / "manifest.json", "manifest")
+        m = read_manifest(refined)
         return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
                 "trained_on_session": TUNE_SESSION}
 

@@ -275,28 +275,37 @@ def write_derived(src: SyntheticDataset, out_dir: str | os.PathLike,
                   crops_fn: Callable[[np.ndarray], np.ndarray] | None,
                   manifest_extra: dict[str, Any]) -> Path:
     """A new dataset with byte-identical labels/params/masks and images replaced shard by shard
-    (e.g. refined by SimGAN). The manifest (src's, plus `manifest_extra` and `derived_from`) is written last."""
+    (e.g. refined by SimGAN). The manifest (src's, plus `manifest_extra` and `derived_from`) is written last.
+    Everything is staged in a temp folder beside out_dir and renamed into place: a failure leaves nothing."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not is_dataset(out) and not (out / "derive.json").is_file():
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_dataset(out))):
         raise UserError(f"{out}: exists and is not a sim2real dataset; choose an empty or new folder")
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)
-    atomic_write_json(out / "derive.json", {"src": str(src.root), **manifest_extra})
-    shards = []
-    for s, d in zip(src.manifest["shards"], src._shard_dirs()):
-        arr = {name: load_npy_bytes(src._read_verified(s, d, name), d / name) for name in IMAGE_FILES + ("labels.npy",)}
-        frames = frames_fn(arr["frames.npy"]) if frames_fn else arr["frames.npy"]
-        crops = crops_fn(arr["crops.npy"]) if crops_fn else arr["crops.npy"]
-        entry = write_shard(out / "shards" / s["name"], frames, arr["frame_masks.npy"], crops,
-                            arr["crop_masks.npy"], arr["labels.npy"],
-                            json.loads(src._read_verified(s, d, "params.json")))
-        shards.append({"name": s["name"], "n": s["n"], **entry})
-    manifest = dict(src.manifest)
-    manifest.update(manifest_extra)
-    manifest.update({"shards": shards, "derived_from": {"path": str(src.root),
-                                                        "content_hash": src.manifest["content_hash"]},
-                     "code_version": code_version()})
-    manifest["content_hash"] = sha256_of_json([s["sha256"] for s in shards])
-    atomic_write_json(out / "manifest.json", manifest)
-    (out / "derive.json").unlink(missing_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shards = []
+        for s, d in zip(src.manifest["shards"], src._shard_dirs()):
+            arr = {name: load_npy_bytes(src._read_verified(s, d, name), d / name)
+                   for name in IMAGE_FILES + ("labels.npy",)}
+            frames = frames_fn(arr["frames.npy"]) if frames_fn else arr["frames.npy"]
+            crops = crops_fn(arr["crops.npy"]) if crops_fn else arr["crops.npy"]
+            entry = write_shard(tmp / "shards" / s["name"], frames, arr["frame_masks.npy"], crops,
+                                arr["crop_masks.npy"], arr["labels.npy"],
+                                json.loads(src._read_verified(s, d, "params.json")))
+            shards.append({"name": s["name"], "n": s["n"], **entry})
+        manifest = dict(src.manifest)
+        manifest.update(manifest_extra)
+        manifest.update({"shards": shards, "derived_from": {"path": str(src.root),
+                                                            "content_hash": src.manifest["content_hash"]},
+                         "code_version": code_version()})
+        manifest["content_hash"] = sha256_of_json([s["sha256"] for s in shards])
+        atomic_write_json(tmp / "manifest.json", manifest)
+        read_manifest(tmp)  # what we write, we can read back
+        if out.exists():  # an earlier dataset (or an empty folder) gives way to the new one
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out

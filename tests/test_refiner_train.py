@@ -126,6 +126,24 @@ def test_apply_keeps_labels_byte_identical(tiny_refiner, tiny_data, tmp_path):
     assert len(ref) == len(src) and ref.manifest["format"] == src.manifest["format"]
 
 
+def test_apply_leaves_nothing_on_failure(tiny_refiner, tiny_data, tmp_path):
+    """A shard that fails its hash check halfway through: refine apply raises and leaves no output at all."""
+    import shutil
+    from core.io import UserError
+    from refiner.apply import refine_dataset
+    from render.dataset import read_manifest
+    src = tmp_path / "src"
+    shutil.copytree(tiny_data, src)
+    last = read_manifest(src)["shards"][-1]["name"]
+    f = src / "shards" / last / "crops.npy"
+    b = bytearray(f.read_bytes())
+    b[-1] ^= 0xFF
+    f.write_bytes(bytes(b))
+    with pytest.raises(UserError, match="crops.npy: sha256"):
+        refine_dataset(tiny_refiner, src, tmp_path / "refined", device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_bad_inputs_are_user_errors(tiny_data, real_dir, tiny_refiner, tmp_path):
     from refiner.apply import refine_dataset
     from render.generate import GenerateConfig, generate_dataset
