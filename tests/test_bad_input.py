@@ -51,11 +51,14 @@ def w(tmp_path_factory):
     assert cli.main(["generate", "--n", "8", "--shard-size", "4", "--out", str(d / "ds"), "--frame-width", "64",
                      "--crop-px", "64"]) is None
     assert cli.main(["export", "--data", str(d / "ds"), "--out", str(d / "bop")]) is None
+    assert cli.main(["train", "--data", str(d / "ds"), "--out", str(d / "model"), "--profile", "quick", "--epochs",
+                     "1", "--quiet"]) is None
     ok, png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
     (d / "img.png").write_bytes(png.tobytes())
     (d / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (d / "nan.csv").write_text("scene_id,im_id,obj_id,score,R,t,time\n1,0,1,nan,1 0 0 0 1 0 0 0 1,0 0 300,0.1\n")
     (d / "file.txt").write_text("a file, not a folder\n")
+    (d / "good.csv").write_text("scene_id,im_id,obj_id,score,R,t,time\n1,0,1,1.0,1 0 0 0 1 0 0 0 1,0 0 300,0.1\n")
     (d / "folder").mkdir()
     (d / "space_dr.yaml").write_text("params:\n  ambient: {kind: continuous, acts_on: render, nominal: 0.6, "
                                      "bounds: [0.2, 0.9], dr: [\"a\", \"b\"]}\n")
@@ -148,6 +151,17 @@ CASES = [
     ("score out is a file", ["score", "--pred", "{d}/nan.csv", "--real", "{d}/bop", "--out", "{d}/file.txt"],
      "file.txt"),
     ("generate read-only out", ["generate", "--n", "4", "--out", "/proc/sim2real-test/ds"], "/proc/sim2real-test"),
+    *[(f"{argv[0]} read-only out", argv, "/proc/sim2real-test") for argv in (
+        ["train", "--data", "{d}/ds", "--out", "/proc/sim2real-test/run", "--profile", "quick"],
+        ["export", "--data", "{d}/ds", "--out", "/proc/sim2real-test/bop"],
+        ["show", "--data", "{d}/ds", "--out", "/proc/sim2real-test/sheet.png"],
+        ["score", "--pred", "{d}/good.csv", "--real", "{d}/bop", "--out", "/proc/sim2real-test/score"],
+        ["predict", "--model", "{d}/model/model.pt", "--real", "{d}/bop", "--out", "/proc/sim2real-test/p.csv"],
+        ["baseline", "mean-pose", "--data", "{d}/ds", "--real", "{d}/bop", "--out", "/proc/sim2real-test/p.csv"],
+        ["refine", "train", "--synthetic", "{d}/ds", "--real", "{d}/bop", "--out", "/proc/sim2real-test/r",
+         "--profile", "quick"],
+        ["randomizer", "show", "--image-only", "--out", "/proc/sim2real-test/grid.png"],
+    )],
     # --- damaged datasets, to every command that reads one ---
     *[(f"{cmd} {kind}", argv, key)
       for kind, key in (("ds_trunc", "frames.npy"), ("ds_noobj", "object"), ("ds_list", "top level"),
@@ -175,6 +189,21 @@ CASES = [
                             "{d}/img.png", "--out", "{o}.csv"], "img.png"),
     ("refine apply refiner png", ["refine", "apply", "--refiner", "{d}/img.png", "--data", "{d}/ds", "--out", "{o}"],
      "img.png"),
+    ("train data png", ["train", "--data", "{d}/img.png", "--out", "{o}"], "img.png"),
+    ("show data png", ["show", "--data", "{d}/img.png", "--out", "{o}.png"], "img.png"),
+    ("export data png", ["export", "--data", "{d}/img.png", "--out", "{o}"], "img.png"),
+    ("refine apply data png", ["refine", "apply", "--refiner", "{d}/good.pt", "--data", "{d}/img.png",
+                               "--out", "{o}"], "img.png"),
+    ("score real png", ["score", "--pred", "{d}/nan.csv", "--real", "{d}/img.png", "--out", "{o}"], "img.png"),
+    ("predict real png", ["predict", "--model", "{d}/good.pt", "--real", "{d}/img.png", "--out", "{o}.csv"],
+     "img.png"),
+    ("generate like-real png", ["generate", "--n", "4", "--like-real", "{d}/img.png", "--out", "{o}"], "img.png"),
+    ("baseline real png", ["baseline", "mean-pose", "--data", "{d}/ds", "--real", "{d}/img.png", "--out",
+                           "{o}.csv"], "img.png"),
+    ("refine train real png", ["refine", "train", "--synthetic", "{d}/ds", "--real", "{d}/img.png", "--out",
+                               "{o}", "--profile", "quick"], "img.png"),
+    ("predict images missing", ["predict", "--model", "{d}/good.pt", "--images", "{d}/nope", "--camera",
+                                "{d}/img.png", "--out", "{o}.csv"], None),
     # --- bad YAML content ---
     ("generate space dr strings", ["generate", "--n", "4", "--space", "{d}/space_dr.yaml", "--out", "{o}"],
      "space_dr.yaml"),
