@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -104,3 +105,25 @@ def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, 
                         {"refined_by": refined_by})
     bar.close()
     return Path(out)
+
+
+def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarray, device) -> np.ndarray:
+    """Rows: synthetic crop | refined | 4·|difference| | real patch (resized to the crop size)."""
+    refiner.eval()
+    with torch.no_grad():
+        x = to_tensor(syn_crops, device)
+        y = refiner(x)
+    refiner.train()
+    ref = to_uint8(y)
+    diff = np.clip(np.abs(ref.astype(np.int16) - syn_crops.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+    c = syn_crops.shape[1]
+    real = np.stack([cv2.resize(p, (c, c), interpolation=cv2.INTER_NEAREST) for p in real_patches])
+    pad = 2
+    rows = []
+    for i in range(len(syn_crops)):
+        cells = [syn_crops[i], ref[i], diff[i], real[i]]
+        row = np.full((c + pad, 4 * (c + pad), 3), 255, np.uint8)
+        for j, im in enumerate(cells):
+            row[:c, j * (c + pad): j * (c + pad) + c] = im
+        rows.append(row)
+    return np.concatenate(rows)

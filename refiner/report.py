@@ -8,10 +8,9 @@ import numpy as np
 from core.device import pick_device
 from core.io import UserError, atomic_write_json, atomic_write_png, atomic_write_text, code_version
 from refiner import data as rdata
-from refiner.apply import load_refiner, refine_images
+from refiner.apply import load_refiner, refine_images, sample_grid
 from refiner.label_check import aruco_dictionary_of, label_preservation
 from refiner.realism import domain_classifier_accuracy, kid, random_features
-from refiner.train import sample_grid
 
 
 def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: str | Path,

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,6 +28,7 @@ from core.profiles import pick_profile
 from core.io import (UserError, atomic_savefig, atomic_torch_save, atomic_write_json, atomic_write_png,
                      atomic_write_text, code_version, load_torch_file)
 from refiner import data as rdata
+from refiner.apply import sample_grid
 from refiner.model import CKPT_FORMAT, HistoryBuffer, PatchDiscriminator, Refiner
 
 
@@ -101,28 +101,6 @@ def make_config(profile: str = "default", **overrides) -> RefinerConfig:
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     """Mean over patches of the per-patch cross-entropy (the paper sums; the mean keeps λ batch-size free)."""
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
-
-
-def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarray, device) -> np.ndarray:
-    """Rows: synthetic crop | refined | 4·|difference| | real patch (resized to the crop size)."""
-    refiner.eval()
-    with torch.no_grad():
-        x = rdata.to_tensor(syn_crops, device)
-        y = refiner(x)
-    refiner.train()
-    ref = rdata.to_uint8(y)
-    diff = np.clip(np.abs(ref.astype(np.int16) - syn_crops.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-    c = syn_crops.shape[1]
-    real = np.stack([cv2.resize(p, (c, c), interpolation=cv2.INTER_NEAREST) for p in real_patches])
-    pad = 2
-    rows = []
-    for i in range(len(syn_crops)):
-        cells = [syn_crops[i], ref[i], diff[i], real[i]]
-        row = np.full((c + pad, 4 * (c + pad), 3), 255, np.uint8)
-        for j, im in enumerate(cells):
-            row[:c, j * (c + pad): j * (c + pad) + c] = im
-        rows.append(row)
-    return np.concatenate(rows)
 
 
 def _plot_losses(rows: list[dict], out_png: Path) -> None:

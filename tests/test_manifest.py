@@ -80,7 +80,7 @@ def test_written_files_get_normal_permissions(tmp_path):
 def test_checkpoint_loading_imports_no_training_code():
     import subprocess
     import sys
-    code = ("import sys, pose_model.predict, refiner.apply; "
+    code = ("import sys, pose_model.predict, refiner.apply, refiner.report; "
             "print([m for m in sys.modules if m in ('pose_model.train', 'refiner.train')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__))).stdout.strip()
