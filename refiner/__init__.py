@@ -5,6 +5,7 @@ Public surface:
 - train:       RefinerConfig, make_config(profile, **overrides), train_refiner(cfg) -> Path (refiner.pt)
 - apply:       load_refiner(ckpt, device), refine_images(R, uint8 (n,H,W,3)),
                refine_dataset(ckpt, data_dir, out_dir, device, frames="copy") -> Path
+               sample_grid(R, crops, real_patches, device) (synthetic | refined | diff | real rows)
 - data:        list_real_images(real, sessions, include, exclude) (unlabelled real images)
 - label_check: label_preservation(...) and its small metrics; realism: domain_classifier_accuracy, kid
 - report:      check_refiner(...) (`refine check`)
