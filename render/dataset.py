@@ -119,10 +119,23 @@ def is_dataset(path: str | os.PathLike) -> bool:
     return (Path(path) / "manifest.json").is_file()
 
 
-def load_npy_bytes(data: bytes, path: Path) -> np.ndarray:
-    """np.load of a .npy held in memory (no pickles); a truncated or foreign file is a UserError naming it."""
+def load_npy_bytes(data: bytes | bytearray, path: Path) -> np.ndarray:
+    """The array of a .npy held in memory, without copying it (a bytearray gives a writable array); no pickles.
+    A truncated or foreign file is a UserError naming it."""
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        head = io.BytesIO(bytes(memoryview(data)[:1 << 16]))  # the header is far shorter than 64 KiB
+        version = np.lib.format.read_magic(head)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f".npy format version {version} (np.save writes 1.0 or 2.0)")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(head)
+        if dtype.hasobject:
+            raise ValueError("object arrays are not allowed")
+        count = int(np.prod(shape, dtype=np.int64))
+        if len(data) - head.tell() != count * dtype.itemsize:
+            raise ValueError(f"{len(data) - head.tell()} data bytes, expected {count * dtype.itemsize}")
+        arr = np.frombuffer(data, dtype, count=count, offset=head.tell())
+        return arr.reshape(shape, order="F" if fortran else "C")
     except (ValueError, EOFError, OSError) as e:
         raise UserError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:100]})") from None
 
@@ -216,9 +229,11 @@ class SyntheticDataset:
                     raise UserError(f"{p}: {p.stat().st_size} bytes, the manifest records {f['bytes']} "
                                     f"(the dataset is damaged or was written by two runs; regenerate it)")
 
-    def _read_verified(self, shard: dict[str, Any], d: Path, name: str) -> bytes:
+    def _read_verified(self, shard: dict[str, Any], d: Path, name: str) -> bytearray:
         p = d / name
-        data = p.read_bytes()
+        data = bytearray(p.stat().st_size)  # read straight into a writable buffer: the arrays view it
+        with open(p, "rb") as f:
+            f.readinto(data)
         if hashlib.sha256(data).hexdigest() != shard["files"][name]["sha256"]:
             raise UserError(f"{p}: sha256 differs from the manifest's (the dataset is damaged or was written "
                             f"by two runs; regenerate it)")
