@@ -95,15 +95,24 @@ class StageLog:
         return {k: v["seconds"] for k, v in items}
 
 
-def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.bop import has_capture_instants
-    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+def check_real_args(real: str, from_dir: str | None) -> None:
+    """The cheap checks of --real/--from, done before --out is created."""
+    from core.real_sets import KNOWN_REAL_SETS
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
+    elif real not in KNOWN_REAL_SETS and not Path(real).is_dir():
+        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
+
+
+def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.bop import has_capture_instants
+    from core.real_sets import cached_real_dir, resolve_real
+    check_real_args(real, from_dir)
+    if from_dir is not None:
         root = cached_real_dir(real)
         try:
             if has_capture_instants(resolve_real(real)):
@@ -115,8 +124,6 @@ def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
         from eval.fetch import fetch_aruco_cube
         fetch_aruco_cube(from_dir=from_dir, log=log)
         return root
-    if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
-        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
     return resolve_real(real)
 
 
@@ -136,10 +143,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    key = sha256_of_json(asdict(cfg))[:12]
+    from render.dataset import FORMAT, read_manifest
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True, executor=executor)
-    m = read_json(out / "manifest.json", "manifest")
+    m = read_manifest(out)
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
@@ -182,6 +190,9 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
     if bad:
         raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
+    check_real_args(real, from_dir)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     from core.executor import make_executor
     with make_executor(executor, workers or prof.workers, ray_address) as ex:  # joins a cluster before writing
         return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log)
@@ -397,7 +408,8 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
     ckpt = train_refiner(cfg)
     refined = Path(out) / f"data_refined{sfx}"
     refine_dataset(ckpt, nominal, refined, device=dev)
-    m = read_json(refined / "manifest.json", "manifest")
+    from render.dataset import read_manifest
+    m = read_manifest(refined)
     # what it actually read, from its card (BOP paths test/<scene>/rgb/<im>.jpg): the report's "who saw what"
     card = read_json(rdir / "refiner_card.json", "refiner card")
     files = card.get("real", {}).get("files", [])
