@@ -95,15 +95,24 @@ class StageLog:
         return {k: v["seconds"] for k, v in items}
 
 
-def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.bop import has_capture_instants
-    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+def check_real_args(real: str, from_dir: str | None) -> None:
+    """The cheap checks of --real/--from, done before --out is created."""
+    from core.real_sets import KNOWN_REAL_SETS
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
+    elif real not in KNOWN_REAL_SETS and not Path(real).is_dir():
+        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
+
+
+def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.bop import has_capture_instants
+    from core.real_sets import cached_real_dir, resolve_real
+    check_real_args(real, from_dir)
+    if from_dir is not None:
         root = cached_real_dir(real)
         try:
             if has_capture_instants(resolve_real(real)):
@@ -115,8 +124,6 @@ def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
         from eval.fetch import fetch_aruco_cube
         fetch_aruco_cube(from_dir=from_dir, log=log)
         return root
-    if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
-        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
     return resolve_real(real)
 
 
@@ -156,10 +163,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     obj = synth_object(real_root)
     cfg = GenerateConfig(object=obj, n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    key = sha256_of_json(asdict(cfg))[:12]
+    from render.dataset import FORMAT, read_manifest
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"{Path(obj).stem}-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True, executor=executor)
-    m = read_json(out / "manifest.json", "manifest")
+    m = read_manifest(out)
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
@@ -203,6 +211,9 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
     if bad:
         raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
+    check_real_args(real, from_dir)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     if from_dir is None:  # a bad session name fails before anything is written
         session_split(prepare_real(real, None, log), tune, report)
     from core.executor import make_executor
@@ -392,7 +403,11 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     if sims:
         d["pose models " + ", ".join(sims)] = "synthetic renders only (labels from the renderer)"
     if simgans:
-        d["refiner (SimGAN), one per seed"] = {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": False}
+        seen = {k: v for k, v in ctx.data.items() if k.startswith("refined_s")}
+        d["refiner (SimGAN), one per seed"] = {
+            "session": ctx.tune_session, "labels": False,
+            "scenes read (refiner cards)": sorted({s for v in seen.values() for s in v.get("real_scenes_seen", [])}),
+            "images read per seed": [v.get("real_images_seen") for _, v in sorted(seen.items())]}
         d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
         d["refiner settings"] = {"fixed in the profile": ctx.prof.refiner_overrides,
                                  "how they were chosen": "refiner/README.md"}
@@ -422,9 +437,15 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
     ckpt = train_refiner(cfg)
     refined = Path(out) / f"data_refined{sfx}"
     refine_dataset(ckpt, nominal, refined, device=dev)
-    m = read_json(refined / "manifest.json", "manifest")
+    from render.dataset import read_manifest
+    m = read_manifest(refined)
+    # what it actually read, from its card (BOP paths test/<scene>/rgb/<im>.jpg): the report's "who saw what"
+    card = read_json(rdir / "refiner_card.json", "refiner card")
+    files = card.get("real", {}).get("files", [])
+    scenes = sorted({int(f.split("/")[1]) for f in files if f.count("/") >= 2 and f.split("/")[1].isdigit()})
     return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-            "trained_on_session": tune, "seed": seed}
+            "trained_on_session": tune, "seed": seed, "real_images_seen": len(files),
+            "real_scenes_seen": scenes}
 
 
 def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:

@@ -40,7 +40,11 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert meta["tune_session"] != meta["report_session"]
     assert not set(meta["tune_scenes"]) & set(meta["report_scenes"])
     assert "data:nominal" in meta["stage_seconds"] and "refiner:s0" in meta["stage_seconds"]
-    assert meta["who_saw_what"]["report_session"]["scenes"] == meta["report_scenes"]
+    who = meta["who_saw_what"]
+    assert who["report_session"]["scenes"] == meta["report_scenes"]
+    # the refiner read unlabelled images of the tune session only (from its own card)
+    ref = who["refiner (SimGAN), one per seed"]
+    assert ref["scenes read (refiner cards)"] and set(ref["scenes read (refiner cards)"]) <= set(meta["tune_scenes"])
     html = (quick_report / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # self-contained: figures inlined
 
