@@ -35,6 +35,20 @@ def _fail(msg):
     raise UserError(msg)
 
 
+def _write_pid_and_sleep(pidfile):
+    import time
+    Path(pidfile).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _fail_once_file_exists(path, msg):
+    import time
+    t0 = time.time()
+    while not Path(path).exists() and time.time() - t0 < 30:
+        time.sleep(0.05)
+    raise UserError(msg)
+
+
 def die_once(marker: str, fn, *args):
     """Kill this worker process the first time (as an OOM killer or a lost node would), then do the work."""
     if not os.path.exists(marker):
@@ -68,6 +82,24 @@ def test_local_pool_retries_a_killed_worker(tmp_path):
     assert (tmp_path / "m").exists()  # the worker really was killed once
     for k in (0, 1):
         assert res[f"s{k}"][1] == json.loads((ref / "manifest.json").read_text())["shards"][k]["sha256"]
+
+
+def test_a_failing_task_cancels_the_running_ones(tmp_path):
+    """The path Ctrl-C takes too: the run stops at once and the other running workers are terminated."""
+    import time
+    pidfile = tmp_path / "slow.pid"
+    t0 = time.time()
+    with LocalExecutor(2) as ex, pytest.raises(UserError, match="bad"):
+        ex.run([Task("slow", _write_pid_and_sleep, (str(pidfile),)),
+                Task("bad", _fail_once_file_exists, (str(pidfile), "bad"))])
+    assert time.time() - t0 < 40
+    status = Path(f"/proc/{pidfile.read_text()}/status")
+    for _ in range(50):  # terminated: gone, or a zombie until reaped
+        if not status.exists() or "\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the running task's worker was not terminated")
 
 
 @pytest.fixture(scope="module")
