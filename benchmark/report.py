@@ -1,8 +1,11 @@
-"""The benchmark report: report.md, a self-contained report.html (images inlined) and results.json."""
+"""The benchmark report: report.md, a self-contained report.html (images inlined) and results.json.
+
+The report opens with the ranking (by AR) and which of its steps are resolved, then the verdict — sentences
+generated from the paired differences (benchmark/analysis.py), never written by hand — then the control
+effects, the table over seeds, per-seed rows, who saw what, wall times, data and figures."""
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import math
 from pathlib import Path
@@ -10,73 +13,134 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.analysis import HIGHER_IS_BETTER, METRIC_WORDS, PAIRED_METRICS, signed, find_pair, read_per_image
 from core.io import atomic_write_json, atomic_write_text
 
-COLUMNS = [  # (metrics key, header, format)
+COLUMNS = [  # (metrics key, header, format): the main table (mean over seeds [seed + instant bootstrap 95 %])
+    ("ar", "AR", "{:.3f}"),
     ("te_mm_median", "median te (mm)", "{:.1f}"),
     ("re_deg_median", "median re (°)", "{:.1f}"),
-    ("acc_5deg_5cm", "acc 5°/5 cm", "{:.3f}"),
-    ("acc_add_01d", "acc ADD<0.1d", "{:.3f}"),
-    ("auc_adds_10cm", "AUC ADD-S", "{:.3f}"),
+    ("ar_mssd", "AR_MSSD", "{:.3f}"),
+    ("ar_mspd", "AR_MSPD", "{:.3f}"),
+    ("acc_5deg_5mm", "acc 5°/5 mm", "{:.3f}"),
+    ("acc_5deg_2cm", "acc 5°/2 cm", "{:.3f}"),
+    ("acc_add_01d", "acc ADD(-S)<0.1d", "{:.3f}"),
+    ("auc_adds_01d", "AUC ADD-S 0–0.1d", "{:.3f}"),
 ]
 
 
-def _fmt_ci(m: dict[str, Any], key: str, fmt: str) -> str:
-    v = m.get(key)
-    if v is None:
-        return "–"
-    s = fmt.format(v) if math.isfinite(v) else str(v)
-    ci = m.get(f"{key}_ci95")
-    if ci and all(isinstance(c, (int, float)) and math.isfinite(c) for c in ci):
-        s += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
-    return s
+def _num(fmt: str, v: float) -> str:
+    return fmt.format(v) if math.isfinite(v) else str(v)
 
 
-def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """One line per pipeline: the value with its bootstrap 95 % interval (one seed), or mean ± sd over seeds."""
-    by_p: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_p.setdefault(r["pipeline"], []).append(r)
+def _cell(st: dict[str, Any], fmt: str) -> str:
+    """'mean [lo, hi]' (± sd over seeds when there are several)."""
+    s = _num(fmt, st["mean"])
+    if st.get("n_seeds", 1) > 1 and math.isfinite(st.get("sd", float("nan"))):
+        s += f" ± {_num(fmt, st['sd'])}"
+    lo, hi = st["ci95"]
+    return s + f" [{_num(fmt, lo)}, {_num(fmt, hi)}]"
+
+
+def table_rows(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+               order: list[str]) -> list[list[str]]:
+    """One line per pipeline (in `order`): every COLUMNS metric as mean ± sd over seeds [95 % interval]."""
     out = []
-    for p, rs in by_p.items():
-        if len(rs) == 1:
-            cells = [_fmt_ci(rs[0], k, f) for k, _, f in COLUMNS]
-        else:
-            cells = []
-            for k, _, f in COLUMNS:
-                vals = np.array([r[k] for r in rs], float)
-                cells.append(f"{f.format(vals.mean())} ± {f.format(vals.std(ddof=1))}")
-        n = rs[0].get("n_images", "?")
-        out.append([p, *cells, str(n), f"{np.mean([r.get('train_seconds') or 0 for r in rs]):.0f}"])
+    for p in order:
+        rs = [r for r in rows if r["pipeline"] == p]
+        cells = [_cell(summary[p][k], f) for k, _, f in COLUMNS]
+        out.append([p, *cells, str(len(rs)), str(summary[p]["n_images"]),
+                    f"{np.mean([r.get('train_seconds') or 0 for r in rs]):.0f}"])
     return out
 
 
-def _read_per_image(score_dir: str) -> list[dict[str, Any]]:
-    p = Path(score_dir) / "per_image.csv"
-    if not p.is_file():
-        return []
-    def num(v: str) -> Any:
-        try:
-            return int(v)
-        except ValueError:
-            try:
-                return float(v)  # 'inf' (missing prediction) included
-            except ValueError:
-                return v
-    with open(p) as f:
-        return [{k: num(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+def _diff_cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "–"
+    word, unit, fmt = METRIC_WORDS[r["metric"]]
+    lo, hi = r["ci95"]
+    mark = " **resolved**" if r["resolved"] else ""
+    p = f", p {r['p']:.3f}" if math.isfinite(r.get("p", float("nan"))) else ""
+    return f"{signed(fmt, r['diff'])} [{signed(fmt, lo)}, {signed(fmt, hi)}]{p}{mark}"
 
 
 def _img_b64(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]] | None, list[str]]]:
+    """The report's text sections as (title, paragraphs before, table or None [first row = headers], after);
+    markdown and HTML are both rendered from this one list."""
+    summary, paired = an["summary"], an["paired"]
+    order = [r["pipeline"] for r in an["ranking"]]
+    st = an["statistics"]
+    rank_rows = [["rank", "pipeline", "AR [95 %]", "median te (mm)", "median re (°)",
+                  "AR − next below (paired)", "te − next below", "re − next below"]]
+    for r in an["ranking"]:
+        p, sp = r["pipeline"], summary[r["pipeline"]]
+        nxt = order[r["rank"]] if r["rank"] < len(order) else None
+        rank_rows.append([str(r["rank"]), p, _cell(sp["ar"], "{:.3f}"), _cell(sp["te_mm_median"], "{:.1f}"),
+                          _cell(sp["re_deg_median"], "{:.1f}"),
+                          *[_diff_cell(find_pair(paired, p, nxt, m)) if nxt else "–" for m in ("ar", "te_mm_median",
+                                                                                               "re_deg_median")]])
+    secs = [("Ranking", [
+        f"Report session `{meta['report_session']}`: {st['n_images']} labelled images from "
+        f"{st['n_capture_instants']} capture instants; seeds {meta['seeds']}. Values: mean over seeds ± sd over "
+        f"seeds [95 % interval from a bootstrap over seeds and capture instants]. A difference is **resolved** "
+        f"when its paired 95 % interval excludes 0 (p: {st['paired_test']}). AR = {st['ar']}."],
+        rank_rows, [])]
+    secs.append(("Verdict", [" ".join(an["verdict"])], None, []))
+    ctl_rows = [["effect", *[METRIC_WORDS[m][0] + (f" ({METRIC_WORDS[m][1].strip()})" if METRIC_WORDS[m][1] else "")
+                             for m in PAIRED_METRICS]]]
+    for c in an["controls"]:
+        ctl_rows.append([c["effect"], *[_diff_cell(c["metrics"][m]) for m in PAIRED_METRICS]])
+    secs.append(("Controls: what each method adds", [
+        "Each effect is a difference of two rows on the same images: image-dr = nominal renders + image-level "
+        "randomization only (no refiner, no render-time randomization). Lower te/re and higher AR are better."],
+        ctl_rows if len(ctl_rows) > 1 else None, [] if len(ctl_rows) > 1 else
+        ["(a control needs its two pipelines in --pipelines)"]))
+    headers = ["pipeline", *[h for _, h, _ in COLUMNS], "seeds", "n images", "train s"]
+    secs.append(("Results over seeds", [], [headers] + table_rows(summary, rows, order), [
+        "Synthetic validation (held-out renders of each pipeline's own training data, end to end through "
+        "the localizer; seed 0): " + "; ".join(
+            f"{r['pipeline']} {r['synthetic_val']['val_re_med_deg']:.1f}° / {r['synthetic_val']['val_te_med_mm']:.1f} mm"
+            for r in rows if r["seed"] == 0 and r.get("synthetic_val", {}).get("val_re_med_deg") is not None) + "."]))
+    seed_rows = [["pipeline", "seed", "AR", "median te (mm)", "median re (°)", "acc 5°/2 cm", "train s"]]
+    for r in sorted(rows, key=lambda r: (order.index(r["pipeline"]), r["seed"])):
+        seed_rows.append([r["pipeline"], str(r["seed"]), f"{r['ar']:.3f}", _num("{:.1f}", r["te_mm_median"]),
+                          _num("{:.1f}", r["re_deg_median"]), f"{r['acc_5deg_2cm']:.3f}",
+                          f"{r.get('train_seconds') or 0:.0f}"])
+    secs.append(("Per seed", ["Each row: one trained model scored on the report session."], seed_rows, []))
+    who = meta.get("who_saw_what", {})
+    secs.append(("Who saw what", [f"- **{k}**: {v if isinstance(v, str) else ', '.join(f'{a}: {b}' for a, b in v.items())}"
+                                  for k, v in who.items()]
+                 + ["- Ambiguous (single-marker) frames are excluded; a missing prediction counts as a failure."],
+                 None, []))
+    secs.append(("Wall time per stage", [], [["stage", "seconds"]] + [[k, f"{v:.0f}"] for k, v in
+                                                                          meta["stage_seconds"].items()]
+                 + [["total (stages)", f"{sum(meta['stage_seconds'].values()):.0f}"]],
+                 [f"Machine: {meta['machine']}"]))
+    secs.append(("Data", [], [["dataset", "samples", "content hash", "path"]] + [
+        [name, str(d.get("n", "")), f"`{str(d.get('content_hash', ''))[:16]}`", f"`{d.get('path', '')}`"]
+        for name, d in meta["datasets"].items()], []))
+    pair_rows = [["a", "b", "metric", "a − b [95 %], p"]] + [
+        [r["a"], r["b"], r["metric"], _diff_cell(r)] for r in paired]
+    secs.append(("All paired differences", [], pair_rows, []))
+    return secs
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], analysis: dict[str, Any]) -> None:
+    """report.md, report.html and results.json from the finished rows, the run's meta and the analysis
+    (benchmark.analysis.analyse)."""
     from eval.plots import plot_error_cdfs
     out = Path(out)
     figs: list[tuple[str, Path]] = []
     seed0 = [r for r in rows if r["seed"] == 0]
-    cdf = plot_error_cdfs({r["pipeline"]: _read_per_image(r["score_dir"]) for r in seed0}, out / "cdf.png",
+    cdf = plot_error_cdfs({r["pipeline"]: read_per_image(r["score_dir"]) for r in seed0}, out / "cdf.png",
                           title=f"session {meta['report_session']}: error CDFs (seed 0)")
     figs.append(("Error CDFs per pipeline (seed 0)", cdf))
     for r in seed0:
@@ -90,45 +154,35 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
     if grids:
         figs.append(("SimGAN: synthetic | refined | 4·|difference| | real (last logged step)", grids[-1]))
 
-    headers = ["pipeline", *[h for _, h, _ in COLUMNS], "n images", "train s"]
-    trows = table_rows(rows)
     quick = meta["profile"] == "quick"
     cmd = "sim2real benchmark " + " ".join(
         f"--{k} {v}" for k, v in meta["command"].items() if v is not None and k != "pipelines")
+    secs = _sections(rows, meta, analysis)
     md: list[str] = []
     if quick:
-        md.append("> **QUICK PROFILE — tiny sizes for a smoke test: these numbers are not meaningful.**")
-        md.append("")
-    md += [f"# sim2real benchmark — {meta['real']}", "",
-           f"Command: `{cmd}`  ",
-           f"Code version: `{meta['code_version']}` · device: `{meta['device']}` · seeds: {meta['seeds']}", "",
-           "## Who saw what",
-           f"- **Tune session `{meta['tune_session']}`** (scenes {meta['tune_scenes']}): the SimGAN refiner sees its "
-           f"images without labels; the oracle baseline trains on its labelled images.",
-           f"- **Report session `{meta['report_session']}`** (scenes {meta['report_scenes']}): every number below. "
-           f"No model or setting was fitted on it.",
-           "- Sim-only pipelines train on synthetic images only. Ambiguous (single-marker) frames are excluded; "
-           "a missing prediction counts as a failure.", "",
-           "## Results (report session; brackets: bootstrap 95 % intervals)", "",
-           "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    md += ["| " + " | ".join(r) + " |" for r in trows]
-    md += ["", "Synthetic validation (held-out renders of each pipeline's own training data, end to end through "
-           "the localizer; seed 0): " + "; ".join(
-               f"{r['pipeline']} {r['synthetic_val']['val_re_med_deg']:.1f}° / {r['synthetic_val']['val_te_med_mm']:.1f} mm"
-               for r in seed0 if r.get("synthetic_val", {}).get("val_re_med_deg") is not None) + "."]
-    md += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
-    md += [f"| {k} | {v:.0f} |" for k, v in meta["stage_seconds"].items()]
-    md += ["", f"Machine: {meta['machine']}", "", "## Data", "", "| dataset | samples | content hash | path |",
-           "|---|---|---|---|"]
-    for name, d in meta["datasets"].items():
-        md.append(f"| {name} | {d.get('n', '')} | `{str(d.get('content_hash', ''))[:16]}` | `{d.get('path', '')}` |")
-    md += ["", "## Figures", ""]
+        md += ["> **QUICK PROFILE — tiny sizes for a smoke test: these numbers are not meaningful.**", ""]
+    md += [f"# sim2real benchmark — {meta['real']}", "", f"Command: `{cmd}`  ",
+           f"Code version: `{meta['code_version']}` · device: `{meta['device']}` · seeds: {meta['seeds']}", ""]
+    for title, before, table, after in secs:
+        md += [f"## {title}", ""] + [x for b in before for x in (b, "")]
+        if table:
+            md += _md_table(table[0], table[1:]) + [""]
+        md += [x for a in after for x in (a, "")]
+    md += ["## Figures", ""]
     for cap, p in figs:
-        md += [f"**{cap}**", "", f"![{cap}]({Path(p).resolve().relative_to(out.resolve()) if Path(p).resolve().is_relative_to(out.resolve()) else p})", ""]
+        rel = (Path(p).resolve().relative_to(out.resolve()) if Path(p).resolve().is_relative_to(out.resolve())
+               else p)
+        md += [f"**{cap}**", "", f"![{cap}]({rel})", ""]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
 
+    def inline(t: str) -> str:   # the markdown bits used above: **bold** and `code`
+        t = html.escape(t)
+        parts = t.split("**")
+        t = "".join(f"<b>{x}</b>" if i % 2 else x for i, x in enumerate(parts))
+        parts = t.split("`")
+        return "".join(f"<code>{x}</code>" if i % 2 else x for i, x in enumerate(parts))
     h = ["<!doctype html><html><head><meta charset='utf-8'><title>sim2real benchmark</title><style>",
-         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}",
+         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
          "td:first-child,th:first-child{text-align:left}.warn{background:#fee;padding:.5em;border:1px solid #c00}",
          "img{max-width:100%}</style></head><body>"]
@@ -137,19 +191,25 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) ->
                  "</b></p>")
     h += [f"<h1>sim2real benchmark — {html.escape(meta['real'])}</h1>",
           f"<p>Command: <code>{html.escape(cmd)}</code><br>Code version: <code>{html.escape(meta['code_version'])}"
-          f"</code> · device: {html.escape(meta['device'])} · seeds: {meta['seeds']}</p>",
-          f"<p><b>Tune session</b> <code>{meta['tune_session']}</code> (refiner: unlabelled images; oracle: labelled). "
-          f"<b>Report session</b> <code>{meta['report_session']}</code>: every number below.</p>",
-          "<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in headers) + "</tr>"]
-    h += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in trows]
-    h.append("</table><h2>Wall time per stage</h2><table><tr><th>stage</th><th>seconds</th></tr>")
-    h += [f"<tr><td>{html.escape(k)}</td><td>{v:.0f}</td></tr>" for k, v in meta["stage_seconds"].items()]
-    h.append(f"</table><p>Machine: {html.escape(str(meta['machine']))}</p><h2>Figures</h2>")
+          f"</code> · device: {html.escape(meta['device'])} · seeds: {meta['seeds']}</p>"]
+    for title, before, table, after in secs:
+        h.append(f"<h2>{html.escape(title)}</h2>")
+        h += [f"<p>{inline(b)}</p>" for b in before]
+        if table:
+            h.append("<table><tr>" + "".join(f"<th>{inline(x)}</th>" for x in table[0]) + "</tr>")
+            h += ["<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in table[1:]]
+            h.append("</table>")
+        h += [f"<p>{inline(a)}</p>" for a in after]
+    h.append("<h2>Figures</h2>")
     for cap, p in figs:
         h.append(f"<h3>{html.escape(cap)}</h3><img src='{_img_b64(Path(p))}'>")
     h.append("</body></html>")
     atomic_write_text(out / "report.html", "\n".join(h))
 
-    results = {"meta": meta, "rows": [{k: v for k, v in r.items() if k != "synthetic_val"} | {
-        "synthetic_val": r.get("synthetic_val", {})} for r in rows]}
+    results = {"meta": meta,
+               "rows": [{k: v for k, v in r.items() if k != "synthetic_val"} | {"synthetic_val": r.get("synthetic_val", {})}
+                        for r in rows],
+               "summary": analysis["summary"], "paired": analysis["paired"], "controls": analysis["controls"],
+               "ranking": analysis["ranking"], "verdict": analysis["verdict"], "statistics": analysis["statistics"],
+               "higher_is_better": sorted(HIGHER_IS_BETTER)}
     atomic_write_json(out / "results.json", results)

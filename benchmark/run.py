@@ -4,10 +4,16 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   real            the real set (imported from --from into the cache if needed); sessions split into
                   TUNE (refiner, oracle training, any tuning) and REPORT (every number in the table)
   data:<level>    synthetic datasets (nominal, dr, adr-pool), cached by config hash, reused across runs
-  refiner         SimGAN trained on synthetic crops vs UNLABELLED tune-session images, then applied
-  train:<p>:s<k>  the pose model for pipeline p, seed k (none, dr, adr, simgan, simgan+dr, oracle)
+  refiner:s<k>    SimGAN (seed k) trained on synthetic crops vs UNLABELLED tune-session images, then applied;
+                  the SimGAN pipelines of seed k train on its output
+  train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle)
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
-  report          report.md, report.html, results.json
+  report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
+
+Structure: `plan_jobs` lists the (pipeline, seed) jobs, `job_tasks` turns them into core.executor tasks (each
+seed's refiner, trainings, scorings; a stage log entry each), `job_row` reads a finished job's row, `finish`
+turns the rows into the analysis and the report.
+Seeds vary everything trained (pose model, refiner); the synthetic datasets are rendered once (seed 0).
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class BenchProfile:
     oracle_overrides: dict[str, Any] = field(default_factory=dict)
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 1000
+    seeds: int = 1               # training seeds per pipeline when --seeds is not given
 
 
 PROFILES = {
@@ -44,10 +51,10 @@ PROFILES = {
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 6k crops 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=6144, train_profile="default", refiner_profile="default",
                             train_overrides={"epochs": 8}, oracle_overrides={"epochs": 60},
-                            refiner_overrides={"ch": 16, "steps": 300}),
+                            refiner_overrides={"ch": 16, "steps": 300}, seeds=3),
     # a GPU
     "full": BenchProfile(n_synth=40000, train_profile="full", refiner_profile="default",
-                         oracle_overrides={"epochs": 150}),
+                         oracle_overrides={"epochs": 150}, seeds=3),
 }
 
 
@@ -88,22 +95,35 @@ class StageLog:
         return {k: v["seconds"] for k, v in items}
 
 
-def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+def check_real_args(real: str, from_dir: str | None) -> None:
+    """The cheap checks of --real/--from, done before --out is created."""
+    from core.real_sets import KNOWN_REAL_SETS
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
-        try:
-            return resolve_real(real)
-        except UserError:
-            from eval.fetch import fetch_aruco_cube
-            fetch_aruco_cube(from_dir=from_dir, log=log)
-            return cached_real_dir(real)
-    if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
+    elif real not in KNOWN_REAL_SETS and not Path(real).is_dir():
         raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
+
+
+def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.bop import has_capture_instants
+    from core.real_sets import cached_real_dir, resolve_real
+    check_real_args(real, from_dir)
+    if from_dir is not None:
+        root = cached_real_dir(real)
+        try:
+            if has_capture_instants(resolve_real(real)):
+                return root
+            # an import from before scene_instants.json: the statistics need the instants
+            log(f"{root}: imported before capture instants were recorded; importing again")
+        except UserError:
+            pass  # not imported yet
+        from eval.fetch import fetch_aruco_cube
+        fetch_aruco_cube(from_dir=from_dir, log=log)
+        return root
     return resolve_real(real)
 
 
@@ -123,10 +143,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    key = sha256_of_json(asdict(cfg))[:12]
+    from render.dataset import FORMAT, read_manifest
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True, executor=executor)
-    m = read_json(out / "manifest.json", "manifest")
+    m = read_manifest(out)
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
@@ -156,18 +177,22 @@ def _score(pred_csv: Path, real_root: Path, scene_ids: list[int], out: Path, n_b
 
 
 def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile: str = "default",
-                  seeds: int = 1, out: str | os.PathLike = "reports/latest", device: str = "auto",
+                  seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
                   pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
                   workers: int | None = None, ray_address: str | None = None) -> Path:
     """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
     single record: this process writes it as each task finishes."""
     prof = pick_profile(PROFILES, profile)
+    seeds = prof.seeds if seeds is None else seeds
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
     if bad:
         raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
+    check_real_args(real, from_dir)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     from core.executor import make_executor
     with make_executor(executor, workers or prof.workers, ray_address) as ex:  # joins a cluster before writing
         return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log)
@@ -189,7 +214,6 @@ def _device_for(ex, device: str) -> tuple[str, float]:
 
 def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, seeds: int, out: Path,
          device: str, pipelines: tuple[str, ...], log) -> Path:
-    from core.executor import After, Task
     dev, gpus = _device_for(ex, device)
     out.mkdir(parents=True, exist_ok=True)
     args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
@@ -210,34 +234,9 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     from eval.score import spec_for_real
     oracle_data = str(real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle"))
 
-    # the grid as tasks, listed in the order a single worker runs them: the refiner just before the first
-    # SimGAN pipeline, so the other rows come first
-    cpus = 1.0  # the quick/default profiles train on one torch thread
-    tasks: list[Task] = []
-    grid: list[tuple[str, int, str, str]] = []  # (row label, seed, train stage, score stage)
-    for seed in range(seeds):
-        for p in pipelines:
-            if PIPELINES[p].dataset == "refined" and not any(t.name == "refiner" for t in tasks):
-                tasks.append(Task("refiner", _refine, (data["nominal"]["path"], str(real_root), str(out), prof, dev),
-                                  num_cpus=cpus, num_gpus=gpus))
-            run_dir = out / "runs" / f"{p.replace('+', '_')}_s{seed}"
-            src = After("refiner") if PIPELINES[p].dataset == "refined" else data[PIPELINES[p].dataset]
-            tasks.append(Task(f"train:{p}:s{seed}", _train, (src, run_dir, p, prof, seed, dev, prof.train_overrides),
-                              num_cpus=cpus, num_gpus=gpus))
-            tasks.append(Task(f"score:{p}:s{seed}", _predict_and_score, (
-                After(f"train:{p}:s{seed}"), real_root, report_scenes, run_dir, dev, prof.n_boot), num_cpus=1.0,
-                num_gpus=gpus / 4))
-            grid.append((p, seed, f"train:{p}:s{seed}", f"score:{p}:s{seed}"))
-        # oracle: real labelled images of the tune session, scored on the report session
-        odir = out / "runs" / f"oracle_s{seed}"
-        tasks.append(Task(f"train:oracle:s{seed}", _train, (oracle_data, odir, "oracle", prof, seed, dev,
-                                                            prof.oracle_overrides), num_cpus=cpus, num_gpus=gpus))
-        tasks.append(Task(f"score:oracle:s{seed}", _predict_and_score, (
-            After(f"train:oracle:s{seed}"), real_root, report_scenes, odir, dev, prof.n_boot), num_gpus=gpus / 4))
-        grid.append(("oracle (real, other session)", seed, f"train:oracle:s{seed}", f"score:oracle:s{seed}"))
-    tasks.append(Task("score:mean-pose", _mean_pose, (data["nominal"]["path"], real_root, report_scenes, out,
-                                                      prof.n_boot)))
-
+    ctx = Context(prof, out, dev, gpus, real_root, tune_scenes, report_scenes, data, oracle_data)
+    jobs = plan_jobs(pipelines, seeds)
+    tasks = job_tasks(jobs, ctx)
     done = stages.done()
     for t in tasks:
         if t.name in done:
@@ -245,45 +244,179 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     res = ex.run(tasks, known={t.name: done[t.name] for t in tasks if t.name in done},
                  on_start=lambda t: log(f"[run ] {t.name}"),
                  on_done=lambda t, r, sec: stages.record(t.name, r, sec))
-    if "refiner" in res:
-        data["refined"] = res["refiner"]
+    for seed in range(seeds):
+        if f"refiner:s{seed}" in res:
+            data[f"refined_s{seed}"] = res[f"refiner:s{seed}"]
+    rows = [job_row(j, res) for j in jobs]
 
-    rows: list[dict[str, Any]] = []
-    for label, seed, tr_name, sc_name in grid:
-        tr, sc = res[tr_name], res[sc_name]
-        rows.append({"pipeline": label, "seed": seed, "train_seconds": tr["train_seconds"],
-                     "checkpoint": tr["checkpoint"], **({"synthetic_val": tr.get("val", {})} if label in PIPELINES else {}),
-                     **sc["metrics"], "score_dir": sc["score_dir"]})
-    mp = res["score:mean-pose"]
-    rows.append({"pipeline": "mean-pose", "seed": 0, "train_seconds": 0.0, "checkpoint": None, **mp["metrics"],
-                 "score_dir": mp["score_dir"]})
-
-    from benchmark.report import write_report
     stages_s = stages.seconds()
-    write_report(out, rows, {
+    log("wall time per stage (s):\n" + "\n".join(f"  {k:<28}{v:>9.1f}" for k, v in stages_s.items())
+        + f"\n  {'total (stages)':<28}{sum(stages_s.values()):>9.1f}")
+    finish(ctx, rows, {
         "profile": profile, "real": real, "real_root": str(real_root), "tune_session": TUNE_SESSION,
         "report_session": REPORT_SESSION, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
         "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
         "executor": ex.describe(), "datasets": data, "stage_seconds": stages_s,
         "wall_seconds_this_run": round(time.time() - t_start, 1), "command": args,
+        "who_saw_what": who_saw_what(ctx, pipelines),
+        "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
+                       "(seed 0); the bootstrap seed of every interval is 0",
     })
     log(f"report: {out / 'report.md'}")
     return out
 
 
-def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str) -> dict[str, Any]:
-    """SimGAN on synthetic crops vs unlabelled tune-session images, then applied (an executor task)."""
+ORACLE, MEAN_POSE = "oracle", "mean-pose"
+ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the results: pipeline `pipeline` (a registry pipeline, ORACLE or MEAN_POSE) at seed `seed`."""
+    pipeline: str
+    seed: int
+
+    @property
+    def row_name(self) -> str:
+        return ROW_NAMES.get(self.pipeline, self.pipeline)
+
+    @property
+    def run_dir_name(self) -> str:
+        return "mean_pose" if self.pipeline == MEAN_POSE else f"{self.pipeline.replace('+', '_')}_s{self.seed}"
+
+    @property
+    def train_stage(self) -> str | None:
+        return None if self.pipeline == MEAN_POSE else f"train:{self.pipeline}:s{self.seed}"
+
+    @property
+    def score_stage(self) -> str:
+        return "score:mean-pose" if self.pipeline == MEAN_POSE else f"score:{self.pipeline}:s{self.seed}"
+
+    @property
+    def refiner_stage(self) -> str | None:
+        """The refiner this job trains on (SimGAN pipelines: the refiner of the same seed)."""
+        spec = PIPELINES.get(self.pipeline)
+        return f"refiner:s{self.seed}" if spec is not None and spec.dataset == "refined" else None
+
+
+def plan_jobs(pipelines: tuple[str, ...], seeds: int) -> list[Job]:
+    """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), the
+    oracle per seed, then the mean-pose floor (deterministic: one row)."""
+    return [Job(p, s) for s in range(seeds) for p in (*pipelines, ORACLE)] + [Job(MEAN_POSE, 0)]
+
+
+@dataclass
+class Context:
+    """What every job needs: the profile, where to write, the device, the real set's session split, the data."""
+    prof: BenchProfile
+    out: Path
+    dev: str
+    gpus: float                  # GPUs per training task (0 on CPU)
+    real_root: Path
+    tune_scenes: list[int]
+    report_scenes: list[int]
+    data: dict[str, dict[str, Any]]
+    oracle_data: str
+
+
+def job_tasks(jobs: list[Job], ctx: Context) -> list:
+    """The executor tasks of the jobs, in the order a single worker runs them: each seed's refiner just before
+    that seed's first SimGAN pipeline (so the other rows come first), then the training, then the scoring."""
+    from core.executor import After, Task
+    prof, cpus = ctx.prof, 1.0  # the quick/default profiles train on one torch thread
+    tasks: list[Task] = []
+    for j in jobs:
+        run_dir = ctx.out / "runs" / j.run_dir_name
+        if j.pipeline == MEAN_POSE:
+            tasks.append(Task(j.score_stage, _mean_pose, (ctx.data["nominal"]["path"], ctx.real_root,
+                                                          ctx.report_scenes, ctx.out, prof.n_boot)))
+            continue
+        if j.refiner_stage and not any(t.name == j.refiner_stage for t in tasks):
+            tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
+                                                         str(ctx.out), prof, ctx.dev, j.seed),
+                              num_cpus=cpus, num_gpus=ctx.gpus))
+        if j.pipeline == ORACLE:
+            src, overrides = ctx.oracle_data, prof.oracle_overrides
+        else:
+            src = After(j.refiner_stage) if j.refiner_stage else ctx.data[PIPELINES[j.pipeline].dataset]
+            overrides = prof.train_overrides
+        tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, overrides),
+                          num_cpus=cpus, num_gpus=ctx.gpus))
+        tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
+                                                              ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),
+                          num_cpus=1.0, num_gpus=ctx.gpus / 4))
+    return tasks
+
+
+def job_row(job: Job, results: dict[str, Any]) -> dict[str, Any]:
+    """The results row of a finished job (results: stage name → that stage's result)."""
+    sc = results[job.score_stage]
+    if job.train_stage is None:
+        return {"pipeline": job.row_name, "seed": job.seed, "train_seconds": 0.0, "checkpoint": None,
+                **sc["metrics"], "score_dir": sc["score_dir"]}
+    tr = results[job.train_stage]
+    return {"pipeline": job.row_name, "seed": job.seed, "train_seconds": tr["train_seconds"],
+            "checkpoint": tr["checkpoint"],
+            **({"synthetic_val": tr.get("val", {})} if job.pipeline in PIPELINES else {}),
+            **sc["metrics"], "score_dir": sc["score_dir"]}
+
+
+def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
+    """What each trained or tuned thing saw, from what this run actually passed to it."""
+    sims = [p for p in pipelines if PIPELINES[p].dataset != "refined"]
+    simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
+    d: dict[str, Any] = {
+        "report_session": {"session": REPORT_SESSION, "scenes": ctx.report_scenes,
+                           "seen_by": "scoring only: every number in the report; nothing is trained, tuned "
+                                      "or selected on it by this run"},
+        "oracle": {"session": TUNE_SESSION, "scenes": ctx.tune_scenes, "labels": True},
+        "mean-pose": "labels of the nominal synthetic set only",
+    }
+    if sims:
+        d["pose models " + ", ".join(sims)] = "synthetic renders only (labels from the renderer)"
+    if simgans:
+        seen = {k: v for k, v in ctx.data.items() if k.startswith("refined_s")}
+        d["refiner (SimGAN), one per seed"] = {
+            "session": TUNE_SESSION, "labels": False,
+            "scenes read (refiner cards)": sorted({s for v in seen.values() for s in v.get("real_scenes_seen", [])}),
+            "images read per seed": [v.get("real_images_seen") for _, v in sorted(seen.items())]}
+        d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
+        d["refiner settings"] = {"fixed in the profile": ctx.prof.refiner_overrides,
+                                 "how they were chosen": "refiner/README.md"}
+    return d
+
+
+def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict) and the
+    report (report.md, report.html, results.json)."""
+    from benchmark.analysis import analyse
+    from benchmark.report import write_report
+    write_report(ctx.out, rows, meta, analyse(rows, ctx.real_root, ctx.prof.n_boot))
+    return ctx.out / "report.md"
+
+
+def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0) -> dict[str, Any]:
+    """SimGAN (seed `seed`) on synthetic crops vs UNLABELLED tune-session images, then applied (an executor
+    task). Seed 0 keeps the folder names refiner/ and data_refined/."""
     from refiner.apply import refine_dataset
     from refiner.train import make_config, train_refiner
-    rdir = Path(out) / "refiner"
-    cfg = make_config(prof.refiner_profile, synthetic=nominal, real=real_root, out=str(rdir), seed=0, device=dev,
-                      sessions=(TUNE_SESSION,), resume=(rdir / "state.pt").is_file(), **prof.refiner_overrides)
+    sfx = "" if seed == 0 else f"_s{seed}"
+    rdir = Path(out) / f"refiner{sfx}"
+    cfg = make_config(prof.refiner_profile, synthetic=nominal, real=real_root, out=str(rdir), seed=seed,
+                      device=dev, sessions=(TUNE_SESSION,), resume=(rdir / "state.pt").is_file(),
+                      **prof.refiner_overrides)
     ckpt = train_refiner(cfg)
-    refined = Path(out) / "data_refined"
+    refined = Path(out) / f"data_refined{sfx}"
     refine_dataset(ckpt, nominal, refined, device=dev)
-    m = read_json(refined / "manifest.json", "manifest")
+    from render.dataset import read_manifest
+    m = read_manifest(refined)
+    # what it actually read, from its card (BOP paths test/<scene>/rgb/<im>.jpg): the report's "who saw what"
+    card = read_json(rdir / "refiner_card.json", "refiner card")
+    files = card.get("real", {}).get("files", [])
+    scenes = sorted({int(f.split("/")[1]) for f in files if f.count("/") >= 2 and f.split("/")[1].isdigit()})
     return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
-            "trained_on_session": TUNE_SESSION}
+            "trained_on_session": TUNE_SESSION, "seed": seed, "real_images_seen": len(files),
+            "real_scenes_seen": scenes}
 
 
 def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:

@@ -11,6 +11,9 @@ Layout read and written here (millimetres in every file, OpenCV camera frame):
     ROOT/<split>/<scene_id:06d>/scene_source.json   {"<im_id>": "upstream/relative/path"}   (sim2real extra)
     ROOT/<split>/<scene_id:06d>/scene_labels.json   {"session", "camera", "images": {"<im_id>": {status,
                                                      n_markers, reproj_rmse_px, ..}}}   (sim2real extra)
+    ROOT/<split>/<scene_id:06d>/scene_instants.json {"<im_id>": "<instant id>"}   (sim2real extra): images
+                                                     that share an instant id were shot at the same moment (one
+                                                     pose, several cameras); ids are unique across the dataset
     ROOT/scene_groups.json                          {"<session>": [scene ids]}           (sim2real extra)
 
 Results CSV (BOP challenge): `scene_id,im_id,obj_id,score,R,t,time`, R row-major 9 values separated by
@@ -183,6 +186,32 @@ def read_scene_groups(root: str | Path, split: str = "test") -> dict[str, list[i
     return groups
 
 
+def read_capture_instants(root: str | Path, keys: Iterable[tuple[int, int]],
+                          split: str = "test") -> list[str]:
+    """The capture-instant (cluster) id of each (scene_id, im_id), from each scene's scene_instants.json;
+    an image without one (or a set without the files) is its own cluster `scene/im`. Statistics resample
+    whole instants (eval/stats.py), since the cameras of one instant see the same pose."""
+    root = Path(root)
+    cache: dict[int, dict[str, str]] = {}
+    out = []
+    for sid, iid in keys:
+        sid, iid = int(sid), int(iid)
+        if sid not in cache:
+            p = scene_dir(root, sid, split) / "scene_instants.json"
+            d = read_json(p, "scene_instants.json") if p.is_file() else {}
+            if not isinstance(d, dict):
+                raise UserError(f"{p}: expected a mapping im_id → instant id")
+            cache[sid] = {str(k): str(v) for k, v in d.items()}
+        out.append(cache[sid].get(str(iid), f"image:{sid}/{iid}"))
+    return out
+
+
+def has_capture_instants(root: str | Path, split: str = "test") -> bool:
+    """Whether any scene of the set records capture instants."""
+    return any((scene_dir(Path(root), sid, split) / "scene_instants.json").is_file()
+               for sid in list_scene_ids(root, split))
+
+
 def read_models_info(root: str | Path) -> dict[int, dict]:
     p = Path(root) / "models" / "models_info.json"
     d = read_json(p, "models_info.json")
@@ -239,11 +268,12 @@ def write_scene(root: str | Path, scene_id: int, images: list[dict[str, Any]], s
                 camera: str = "", extra: dict[str, Any] | None = None, split: str = "test") -> Path:
     """Write one BOP scene. Each image dict: im_id, K (3,3), width, height, gts [(obj_id, R, t_mm)],
     and either `rgb_bytes` + `ext` (copied verbatim, no re-encoding) or `rgb` (uint8 RGB array, written
-    as PNG); optional `source` (upstream path) and `label` (dict stored in scene_labels.json)."""
+    as PNG); optional `source` (upstream path), `label` (dict stored in scene_labels.json) and `instant`
+    (capture-instant id, stored in scene_instants.json)."""
     import cv2
     sdir = scene_dir(Path(root), scene_id, split)
     (sdir / "rgb").mkdir(parents=True, exist_ok=True)
-    cams, gts, sources, labels = {}, {}, {}, {}
+    cams, gts, sources, labels, instants = {}, {}, {}, {}, {}
     for im in images:
         i = int(im["im_id"])
         if "rgb_bytes" in im:
@@ -258,10 +288,14 @@ def write_scene(root: str | Path, scene_id: int, images: list[dict[str, Any]], s
         if "source" in im:
             sources[str(i)] = im["source"]
         labels[str(i)] = im.get("label", {})
+        if "instant" in im:
+            instants[str(i)] = str(im["instant"])
     atomic_write_json(sdir / "scene_camera.json", cams)
     atomic_write_json(sdir / "scene_gt.json", gts)
     if sources:
         atomic_write_json(sdir / "scene_source.json", sources)
+    if instants:
+        atomic_write_json(sdir / "scene_instants.json", instants)
     atomic_write_json(sdir / "scene_labels.json", {"session": session, "camera": camera, **(extra or {}),
                                                     "images": labels})
     return sdir
@@ -290,6 +324,13 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: results CSV not found")
+    try:
+        return _read_results(path)
+    except (UnicodeDecodeError, csv.Error) as e:  # a binary file, NUL bytes, …
+        raise UserError(f"{path}: not a text CSV ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -320,6 +361,8 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
                 t = [float(v) for v in d["t"].split()]
             except ValueError:
                 raise UserError(f"{where}: R/t: expected space-separated numbers") from None
+            if not math.isfinite(score):
+                raise UserError(f"{where}: score: expected a finite number, got {d['score'].strip()}")
             if len(R) != 9:
                 raise UserError(f"{where}: R: expected 9 values, got {len(R)}")
             if len(t) != 3:

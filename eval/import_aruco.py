@@ -3,10 +3,18 @@ ground truth (see eval/aruco_label.py for how a label is made and when a frame i
 
 One BOP scene per session × camera: scene 1–3 = session "data" cam0–2, scene 4–6 = "test1" cam0–2.
 im_id = the upstream frame number (rgb_NNNNN.jpg). JPEG bytes are copied verbatim (no re-encoding).
+
+Capture instants: the three cameras of a session are triggered together — meta.json lists each capture
+event with the frame of every camera (time stamps within ~65 ms; consecutive events ≥ 200 ms apart), and
+rgb_NNNNN.jpg of cam0/1/2 belong to event NNNNN. Each image's instant `<session>/<event:05d>` (from
+meta.json, else the frame number) goes into scene_instants.json; the statistics resample whole instants.
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,8 @@ def scene_id_of(session: str, camera: str) -> int:
     return 1 + 3 * list(SESSIONS).index(session) + CAMERAS.index(camera)
 
 
+RGB_NAME = re.compile(r"^rgb_[0-9]+\.jpg$")
+
 def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(K, dist, width, height) of the colour camera from an upstream intrinsics npz."""
     if not npz_path.is_file():
@@ -46,9 +56,23 @@ def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
             w, h = int(z["color_w"]), int(z["color_h"])
     except KeyError as e:
         raise UserError(f"{npz_path}: {e.args[0]}: missing (expected color_K, color_D, color_w, color_h)") from None
-    except (ValueError, OSError) as e:
-        raise UserError(f"{npz_path}: not a readable npz ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # truncated or not an npz
+        raise UserError(f"{npz_path}: not a readable npz ({type(e).__name__}: {str(e)[:80]})") from None
     return K, D, w, h
+
+
+def capture_events(session_dir: Path) -> dict[str, int]:
+    """Upstream image path relative to the session folder (e.g. 'cam1/rgb_00003.jpg') → capture event id, from
+    the session's meta.json; {} when it is missing or has no usable `captures` list."""
+    p = session_dir / "meta.json"
+    if not p.is_file():
+        return {}
+    try:
+        caps = json.loads(p.read_text())["captures"]
+        return {str(c["rgb_path"]): int(ev["event_id"]) for ev in caps for c in ev["cams"].values()
+                if c.get("rgb_path")}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}   # a malformed meta.json only costs the instants: fall back to frame numbers
 
 
 def _session_summary(labels: list[dict[str, Any]], skipped: int) -> dict[str, Any]:
@@ -75,8 +99,9 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
 def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | None = None,
                       cameras: list[str] | None = None, max_rmse_px: float = MAX_RMSE_PX,
-                      log=print) -> dict[str, Any]:
-    """Import the upstream tree under `src` (the folder holding `src2/`) into the BOP root `out`.
+                      log=print, only: set[str] | None = None) -> dict[str, Any]:
+    """Import the upstream tree under `src` (the folder holding `src2/`) into the BOP root `out`
+    (`only`: import just these files, paths relative to src; `real fetch` passes the verified ones).
     Returns the manifest (with a per-session summary). Unreadable images are skipped and listed;
     if no image at all can be read the import fails with a UserError and `out` is left untouched."""
     src, out = Path(src).expanduser(), Path(out).expanduser()
@@ -105,8 +130,17 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
         for sess in sessions:
             img_dir, intr_dir = SESSIONS[sess]
             labels_all, skipped = [], 0
+            events = capture_events(src / img_dir)
             for cam in cameras:
                 files = sorted((src / img_dir / cam).glob("rgb_*.jpg"))
+                if only is not None:  # `real fetch`: import exactly the files whose sha256 was verified
+                    for f in files:
+                        if f.relative_to(src).as_posix() not in only:
+                            log(f"warning: {f}: not in the pinned upstream file list; not imported")
+                    files = [f for f in files if f.relative_to(src).as_posix() in only]
+                for f in files:  # the frame number is the image id: refuse a name that carries none
+                    if not RGB_NAME.match(f.name):
+                        raise UserError(f"{f}: expected upstream frames named rgb_NNNNN.jpg")
                 if not files:
                     continue
                 K, D, w, h = load_intrinsics(src / intr_dir / f"{cam}.npz")
@@ -126,8 +160,11 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     lab = res.to_json()
                     labels_all.append(lab)
                     gts = [(spec.obj_id, res.R, res.t_m * 1000.0)] if res.labelled else []
-                    images.append({"im_id": int(f.stem.split("_")[-1]), "K": K, "width": w, "height": h,
-                                   "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab})
+                    frame = int(f.stem.split("_")[-1])
+                    event = events.get(f"{cam}/{f.name}", frame)
+                    images.append({"im_id": frame, "K": K, "width": w, "height": h,
+                                   "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab,
+                                   "instant": f"{sess}/{event:05d}"})
                 if images:
                     bop.write_scene(staged, sid, images, session=sess, camera=cam,
                                     extra={"intrinsics": f"{intr_dir}/{cam}.npz"})
@@ -143,6 +180,8 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                                           "markers' corners + solvePnPRefineLM",
                                 "max_rmse_px": max_rmse_px, "single_marker": "ambiguous, not labelled"},
                     "scene_groups": groups, "summary": summary, "skipped": skipped_all,
+                    "capture_instants": "scene_instants.json per scene: <session>/<capture event> from meta.json "
+                                        "(cam0-2 frames of one event share it)",
                     "code_version": code_version()}
         atomic_write_json(staged / MANIFEST, manifest)  # written last: its presence marks a complete import
         publish(staged, out)

@@ -101,6 +101,7 @@ def import_trifinger(src: str | Path, out: str | Path, sessions: list[str] | Non
                 t_mm = (T_wc[:3, :3] @ p_wo + T_wc[:3, 3]) * 1000.0
                 images.append({"im_id": i, "K": K_new, "width": w, "height": h, "rgb": und[:, :, ::-1],
                                "gts": [(spec.obj_id, R, t_mm)], "source": img_path.relative_to(src).as_posix(),
+                               "instant": sess,  # the three cameras see one resting pose
                                "label": {"status": "labelled", "approximate": True, "camera": f"camera{cam}",
                                          "distortion": D.tolist(), "K_distorted": K.tolist()}})
             if images:

@@ -4,7 +4,8 @@ Rules: only labelled images count (ambiguous / unlabelled frames are excluded an
 image must have a prediction, a missing one is a failure with infinite error (never dropped); several rows
 for the same image and object → the highest score wins (BOP single-instance convention); rows for images
 outside the scored set are counted as `n_pred_unmatched`. metrics.json writes an infinite value (e.g. the mean
-error when a prediction is missing) as `Infinity` (Python json reads it back as inf).
+error when a prediction is missing) as `Infinity` (Python json reads it back as inf). Intervals resample
+capture instants (the images of one instant together) when the set records them (scene_instants.json).
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import numpy as np
 from core.io import UserError, atomic_write_json, atomic_write_text, code_version, read_json
 from core.objects import ObjectSpec, load_object_spec, spec_from_dict
 from eval import metrics as M
-from core.bop import load_bop_scenes, read_models_info, read_scene_groups
+from core.bop import load_bop_scenes, read_capture_instants, read_models_info, read_scene_groups
 from eval.plots import overlay_grid, plot_error_cdfs
 from core.real_sets import MANIFEST
 
-PER_IMAGE_COLUMNS = ("scene_id", "im_id", "session", "obj_id", "predicted", "score", "te_mm", "re_deg",
-                     "add_mm", "adds_mm", "mssd_mm", "mspd_px", "time_s", "approximate")
+PER_IMAGE_COLUMNS = ("scene_id", "im_id", "session", "instant", "obj_id", "predicted", "score", "te_mm", "re_deg",
+                     "add_mm", "adds_mm", "mssd_mm", "mspd_px", "width_px", "ar_mssd", "ar_mspd", "ar",
+                     "time_s", "approximate")
 
 
 def spec_for_real(real_root: str | Path) -> ObjectSpec:
@@ -71,7 +73,8 @@ def score_predictions(pred_rows: Sequence[dict[str, Any]], real_root: str | Path
         key = (im.scene_id, im.im_id, spec.obj_id)
         p = best.get(key)
         row: dict[str, Any] = {"scene_id": im.scene_id, "im_id": im.im_id, "session": im.session,
-                               "obj_id": spec.obj_id, "predicted": p is not None, "approximate": im.approximate}
+                               "obj_id": spec.obj_id, "predicted": p is not None, "approximate": im.approximate,
+                               "width_px": im.width}
         if p is None:
             row.update(score=float("nan"), time_s=float("nan"), **{k: float("inf") for k in M.METRIC_COLUMNS})
         else:
@@ -85,13 +88,19 @@ def score_predictions(pred_rows: Sequence[dict[str, Any]], real_root: str | Path
         per_image.append(row)
     diameter_mm = spec.diameter_m * 1000.0
     symmetric = len(syms) > 1
-    out = M.summarize(per_image, diameter_mm, seed=seed, n_boot=n_boot, symmetric=symmetric)
+    instants = read_capture_instants(real_root, [(r["scene_id"], r["im_id"]) for r in per_image])
+    cols = M.per_image_columns(per_image, diameter_mm, symmetric)
+    for i, (r, inst) in enumerate(zip(per_image, instants)):
+        r.update(instant=inst, ar_mssd=float(cols["ar_mssd"][i]), ar_mspd=float(cols["ar_mspd"][i]),
+                 ar=float(cols["ar"][i]))
+    out = M.summarize(per_image, diameter_mm, seed=seed, n_boot=n_boot, symmetric=symmetric, clusters=instants)
     groups = read_scene_groups(real_root)
     per_session = {}
     for name, sids in groups.items():
         rows = [r for r in per_image if r["scene_id"] in set(sids)]
         if rows:
-            per_session[name] = M.summarize(rows, diameter_mm, seed=seed, n_boot=n_boot, symmetric=symmetric)
+            per_session[name] = M.summarize(rows, diameter_mm, seed=seed, n_boot=n_boot, symmetric=symmetric,
+                                            clusters=[r["instant"] for r in rows])
     out.update({
         "object": spec.name, "obj_id": spec.obj_id, "real_root": str(real_root),
         "scene_ids": sorted({im.scene_id for im in images}),
@@ -108,22 +117,25 @@ TABLE_ROWS = (("rotation error median (deg)", "re_deg_median"), ("rotation error
               ("translation error median (mm)", "te_mm_median"), ("translation error mean (mm)", "te_mm_mean"),
               ("ADD median (mm)", "add_mm_median"), ("ADD-S median (mm)", "adds_mm_median"),
               ("MSSD median (mm)", "mssd_mm_median"), ("MSPD median (px)", "mspd_px_median"),
+              ("AR (MSSD, MSPD; no VSD)", "ar"), ("AR_MSSD", "ar_mssd"), ("AR_MSPD", "ar_mspd"),
+              ("acc (5°, 5 mm)", "acc_5deg_5mm"), ("acc (5°, 2 cm)", "acc_5deg_2cm"),
               ("acc (5°, 5 cm)", "acc_5deg_5cm"), ("acc (10°, 2 cm)", "acc_10deg_2cm"),
-              ("acc ADD(-S) < 0.1 d", "acc_add_01d"), ("AUC ADD 0-10 cm", "auc_add_10cm"),
-              ("AUC ADD-S 0-10 cm", "auc_adds_10cm"))
+              ("acc ADD(-S) < 0.1 d", "acc_add_01d"), ("AUC ADD-S 0-0.1 d", "auc_adds_01d"),
+              ("AUC ADD 0-10 cm", "auc_add_10cm"), ("AUC ADD-S 0-10 cm", "auc_adds_10cm"))
 
 
 def format_table(m: dict[str, Any]) -> str:
     lines = [f"images scored: {m['n_images']} (predicted {m['n_predicted']}, missing = failure {m['n_missing']}; "
              f"unlabelled excluded {m.get('n_unlabelled_excluded', 0)})"
              + ("  [ground truth approximate]" if m.get("gt_approximate") else ""),
-             f"{'metric':<32}{'value':>10}   95% bootstrap interval"]
+             f"{'metric':<32}{'value':>10}   95% bootstrap interval "
+             f"(resampling {m.get('bootstrap', {}).get('unit', 'image')}s)"]
     for label, key in TABLE_ROWS:
         lo, hi = m[key + "_ci95"]
         lines.append(f"{label:<32}{m[key]:>10.3f}   [{lo:.3f}, {hi:.3f}]")
     for name, s in m.get("per_session", {}).items():
         lines.append(f"session {name}: n={s['n_images']} re med {s['re_deg_median']:.2f}° te med "
-                     f"{s['te_mm_median']:.2f} mm acc(5°,5cm) {s['acc_5deg_5cm']:.3f} AUC ADD {s['auc_add_10cm']:.3f}")
+                     f"{s['te_mm_median']:.2f} mm AR {s['ar']:.3f} acc(5°,2cm) {s['acc_5deg_2cm']:.3f}")
     return "\n".join(lines)
 
 
@@ -132,7 +144,8 @@ def write_per_image_csv(path: str | Path, per_image: Sequence[dict[str, Any]]) -
     w = csv.DictWriter(buf, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in per_image:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in PER_IMAGE_COLUMNS})
+        # repr: round-trips exactly, so statistics recomputed from this file equal metrics.json
+        w.writerow({k: (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in PER_IMAGE_COLUMNS})
     atomic_write_text(path, buf.getvalue())
 
 

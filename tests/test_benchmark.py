@@ -39,17 +39,75 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     meta = res["meta"]
     assert meta["tune_session"] != meta["report_session"]
     assert not set(meta["tune_scenes"]) & set(meta["report_scenes"])
-    assert "data:nominal" in meta["stage_seconds"] and "refiner" in meta["stage_seconds"]
+    assert "data:nominal" in meta["stage_seconds"] and "refiner:s0" in meta["stage_seconds"]
+    who = meta["who_saw_what"]
+    assert who["report_session"]["scenes"] == meta["report_scenes"]
+    # the refiner read unlabelled images of the tune session only (from its own card)
+    ref = who["refiner (SimGAN), one per seed"]
+    assert ref["scenes read (refiner cards)"] and set(ref["scenes read (refiner cards)"]) <= set(meta["tune_scenes"])
     html = (quick_report / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # self-contained: figures inlined
 
 
+def test_results_schema_rows_summary_paired(quick_report):
+    from eval.metrics import METRICS
+    res = json.loads((quick_report / "results.json").read_text())
+    assert sorted((r["pipeline"], r["seed"]) for r in res["rows"]) == sorted((p, 0) for p in ROWS)
+    for r in res["rows"]:
+        for k in ("ar", "ar_mssd", "ar_mspd", "acc_5deg_5mm", "acc_5deg_2cm", "auc_adds_01d"):
+            assert 0.0 <= r[k] <= 1.0, (r["pipeline"], k)
+        assert r["bootstrap"]["unit"] == "capture instant"
+    assert set(res["summary"]) == ROWS
+    for p, s in res["summary"].items():
+        for k in METRICS:
+            st = s[k]
+            assert set(st) >= {"mean", "sd", "ci95", "per_seed", "n_seeds"} and st["n_seeds"] == 1
+            row = next(r for r in res["rows"] if r["pipeline"] == p)
+            assert st["mean"] == pytest.approx(row[k]), (p, k)      # one seed: the row's own value
+            assert st["ci95"][0] <= st["mean"] <= st["ci95"][1] or not math.isfinite(st["mean"])
+    n = len(ROWS)
+    assert len(res["paired"]) == n * (n - 1) // 2 * 3
+    for c in res["paired"]:
+        assert set(c) >= {"a", "b", "metric", "diff", "ci95", "resolved", "p"}
+        assert c["metric"] in ("te_mm_median", "re_deg_median", "ar")
+        assert c["resolved"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
+        a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
+        assert c["diff"] == pytest.approx(a - b)
+    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "ADR"]
+    md = (quick_report / "report.md").read_text()
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]
+    best = res["ranking"][0]["pipeline"]
+    assert f"**{best}** comes first" in md and "Who saw what" in md
+
+
+def test_two_seeds_train_two_refiners(shared_real, tmp_path):
+    out = tmp_path / "two"
+    r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--seeds", "2",
+               "--pipelines", "simgan", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert sorted((r["pipeline"], r["seed"]) for r in res["rows"]) == [
+        ("mean-pose", 0), ("oracle (real, other session)", 0), ("oracle (real, other session)", 1),
+        ("simgan", 0), ("simgan", 1)]
+    assert {"refiner:s0", "refiner:s1"} <= set(res["meta"]["stage_seconds"])
+    s = res["summary"]["simgan"]["te_mm_median"]
+    vals = sorted(r["te_mm_median"] for r in res["rows"] if r["pipeline"] == "simgan")
+    assert s["n_seeds"] == 2 and sorted(s["per_seed"]) == pytest.approx(vals)
+    assert s["sd"] == pytest.approx(abs(vals[1] - vals[0]) / math.sqrt(2))
+    assert res["controls"] == []          # the control rows were not asked for
+
+
 def test_rerun_does_no_training(quick_report, shared_real):
     before = {p: p.stat().st_mtime_ns for p in quick_report.rglob("*.pt")}
+    res_before = json.loads((quick_report / "results.json").read_text())
     r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--out", str(quick_report))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "[run ] train" not in r.stdout and "[skip] train:none:s0" in r.stdout
     assert before and {p: p.stat().st_mtime_ns for p in quick_report.rglob("*.pt")} == before
+    res = json.loads((quick_report / "results.json").read_text())
+    for k in ("summary", "paired", "controls", "ranking", "verdict"):      # the same numbers again
+        assert res[k] == res_before[k], k
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -59,6 +59,20 @@ def test_import_counts_per_session(cache, root):
     assert sum(im.labelled for im in ims) == s["data"]["labelled"] + s["test1"]["labelled"]
 
 
+def test_capture_instants_group_the_three_cameras(root):
+    # frame N of cam0/1/2 of one session is capture event N (meta.json): one instant, three images
+    keys = [(im.scene_id, im.im_id) for im in bop.load_bop_scenes(root)]
+    inst = bop.read_capture_instants(root, keys)
+    by = {}
+    for (sid, iid), c in zip(keys, inst):
+        by.setdefault(c, set()).add((sid, iid))
+    assert len(by) == 52 + 36
+    assert by["test1/00007"] == {(4, 7), (5, 7), (6, 7)} and by["data/00000"] == {(1, 0), (2, 0), (3, 0)}
+    assert bop.has_capture_instants(root)
+    # a set without scene_instants.json: one cluster per image
+    assert bop.read_capture_instants(root, [(99, 1), (99, 2)]) == ["image:99/1", "image:99/2"]
+
+
 def test_labels_reproject_detected_corners(root):
     """Independent check of the written files: re-detect the markers, project their 3D corners with the
     pose from scene_gt.json and the K from scene_camera.json."""
@@ -126,6 +140,10 @@ def test_score_ground_truth_as_predictions_is_perfect(root, tmp_path):
     for k in ("acc_5deg_5cm", "acc_10deg_2cm", "acc_add_01d"):
         assert m[k] == 1.0
     assert m["auc_adds_10cm"] == pytest.approx(1.0, abs=1e-4)
+    for k in ("ar", "ar_mssd", "ar_mspd", "acc_5deg_5mm", "acc_5deg_2cm", "auc_adds_01d"):
+        assert m[k] == pytest.approx(1.0, abs=1e-6), k
+    assert m["bootstrap"]["unit"] == "capture instant" and m["bootstrap"]["n_clusters"] <= 36
+    assert {r["instant"].split("/")[0] for r in per} == {"test1"}
     paths = write_score_outputs(tmp_path / "out", m, per, root, spec, rows)
     saved = json.loads(paths["metrics"].read_text())
     for k in ("n_images", "n_predicted", "te_mm_median", "re_deg_median", "add_mm_median", "acc_5deg_5cm",

@@ -129,3 +129,85 @@ def test_mean_pose_symmetry_aware():
     assert naive.min() < 0.5
     R, _ = mean_pose(Rs, np.zeros((100, 3)), PLAIN)
     assert M.re_deg(R, R0, PLAIN.symmetries) < 1.5
+
+
+# ------------------------------------------------------------------ BOP 2019 metrics for a small cube
+
+def test_adds_runs_ground_truth_to_prediction_like_bop_adi():
+    # bop_toolkit pose_error.adi: KD-tree of the ESTIMATED points queried with the GT points
+    from scipy.spatial import cKDTree
+    pts = np.array([[0, 0, 0], [10, 0, 0], [0, 4, 0], [0, 0, 2], [7, 7, 0]], float)
+    R, t = rot([0.3, 0.2, 0.9], 55), np.array([1.0, 2.0, 0.0])
+    ref = cKDTree(pts @ R.T + t).query(pts, k=1)[0].mean()           # GT (identity pose) → prediction
+    other = cKDTree(pts).query(pts @ R.T + t, k=1)[0].mean()         # prediction → GT
+    assert abs(ref - other) > 0.1                                   # the direction matters here
+    assert M.adds_mm(R, t, np.eye(3), np.zeros(3), pts) == pytest.approx(ref, abs=1e-9)
+
+
+def test_mssd_mspd_of_a_known_shift():
+    pts = M.cuboid_surface_points_mm(CUBE.size_m)
+    d = np.array([3.0, 0.0, 0.0])
+    # every point moves by 3 mm; in the image the nearest points (z = 500 − 15) move most: 600·3/485 px
+    assert M.mssd_mm(np.eye(3), T + d, np.eye(3), T, pts) == pytest.approx(3.0, abs=1e-9)
+    assert M.mspd_px(np.eye(3), T + d, np.eye(3), T, K, pts) == pytest.approx(600 * 3 / 485, abs=1e-9)
+
+
+def test_ar_thresholds_and_width_scaling():
+    dia = CUBE.diameter_m * 1000.0                                   # 30·√3 = 51.96 mm
+    assert dia == pytest.approx(30 * math.sqrt(3))
+    # MSSD 6 mm = 0.1155 d: fails 0.05 and 0.10, passes 0.15…0.50 → 8/10
+    assert M.ar_mssd([6.0], dia) == pytest.approx(0.8)
+    # strictly below: MSSD exactly 0.5 d fails the last threshold too (bop pose_matching uses `<`)
+    assert M.ar_mssd([0.5 * dia], dia) == pytest.approx(0.0)
+    assert M.ar_mssd([0.499 * dia], dia) == pytest.approx(0.1)
+    # MSPD 12 px on a 1280-px-wide image = 6 px at 640: passes 10…50 → 9/10; at 640 wide → same 12 px → 8/10
+    assert M.ar_mspd([12.0], 1280) == pytest.approx(0.9)
+    assert M.ar_mspd([12.0], 640) == pytest.approx(0.8)
+    assert M.ar_mspd([math.inf], 640) == 0.0
+    assert list(M.MSPD_THRESHOLDS_PX) == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
+    assert np.allclose(M.MSSD_THRESHOLDS_REL, np.arange(1, 11) * 0.05)
+
+
+def _perturbed_rows(shifts_mm, rot_deg=0.0, width=640):
+    """Per-image rows for the aruco cube, GT perturbed by a known translation along x and a rotation."""
+    pts = M.cuboid_surface_points_mm(CUBE.size_m)
+    rows = []
+    for s in shifts_mm:
+        R = rot([0, 0, 1], rot_deg) if rot_deg else np.eye(3)
+        t = T + np.array([s, 0.0, 0.0])
+        rows.append({"te_mm": M.te_mm(t, T), "re_deg": M.re_deg(R, np.eye(3)),
+                     "add_mm": M.add_mm(R, t, np.eye(3), T, pts), "adds_mm": M.adds_mm(R, t, np.eye(3), T, pts),
+                     "mssd_mm": M.mssd_mm(R, t, np.eye(3), T, pts), "width_px": width,
+                     "mspd_px": M.mspd_px(R, t, np.eye(3), T, K, pts)})
+    return rows
+
+
+def test_summary_of_known_perturbations():
+    dia = CUBE.diameter_m * 1000.0
+    # shifts 1, 4, 6, 30 mm: te = shift, ADD = MSSD = shift, MSPD = 600·shift/485 px
+    s = M.summarize(_perturbed_rows([1.0, 4.0, 6.0, 30.0]), dia, n_boot=100)
+    assert s["acc_5deg_5mm"] == pytest.approx(2 / 4)                 # 1 and 4 mm
+    assert s["acc_5deg_2cm"] == pytest.approx(3 / 4)                 # 1, 4, 6 mm
+    assert s["acc_5deg_5cm"] == pytest.approx(1.0)
+    assert s["acc_add_01d"] == pytest.approx(2 / 4)                  # 0.1 d = 5.196 mm
+    # MSSD/d = 0.0192, 0.0770, 0.1155, 0.577: passes 10, 9, 8, 0 of the 10 thresholds
+    assert s["ar_mssd"] == pytest.approx((10 + 9 + 8 + 0) / 40)
+    # MSPD = 1.237, 4.948, 7.423, 37.11 px: passes 10, 10, 9, 3 of 5…50
+    assert s["ar_mspd"] == pytest.approx((10 + 10 + 9 + 3) / 40)
+    assert s["ar"] == pytest.approx((s["ar_mssd"] + s["ar_mspd"]) / 2)
+    # AUC of ADD over 0–0.1 d: mean of 1 − min(e, 0.1 d)/(0.1 d)
+    assert s["auc_add_01d"] == pytest.approx(np.mean([1 - 1 / (0.1 * dia), 1 - 4 / (0.1 * dia), 0, 0]))
+    assert s["te_mm_median"] == pytest.approx(5.0)
+    # a rotation of 6° about the viewing axis fails every 5° accuracy whatever the shift
+    r = M.summarize(_perturbed_rows([1.0, 1.0], rot_deg=6.0), dia, n_boot=50)
+    assert r["acc_5deg_5mm"] == 0 and r["acc_10deg_2cm"] == 1.0
+    assert r["re_deg_median"] == pytest.approx(6.0, abs=1e-6)
+
+
+def test_summary_cluster_bootstrap_unit():
+    rows = _perturbed_rows([1.0, 2.0, 3.0, 4.0])
+    s = M.summarize(rows, 50.0, n_boot=50, clusters=["a", "a", "b", "b"])
+    assert s["bootstrap"]["unit"] == "capture instant" and s["bootstrap"]["n_clusters"] == 2
+    # two clusters: a replicate is {a,a}, {a,b} or {b,b}; median te ∈ {1.5, 2.5, 3.5}
+    lo, hi = s["te_mm_median_ci95"]
+    assert lo in (1.5, 2.5) and hi in (2.5, 3.5)

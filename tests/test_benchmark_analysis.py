@@ -1,0 +1,46 @@
+"""benchmark.analysis: the ranking, the controls and the verdict are generated from the paired numbers."""
+from benchmark.analysis import controls, find_pair, ranking, verdict
+
+
+def _summary(ar, te, re):
+    return {"ar": {"mean": ar, "ci95": [ar - 0.05, ar + 0.05]}, "te_mm_median": {"mean": te, "ci95": [te - 1, te + 1]},
+            "re_deg_median": {"mean": re, "ci95": [re - 1, re + 1]}}
+
+
+def _pair(a, b, metric, diff, lo, hi):
+    return {"a": a, "b": b, "metric": metric, "diff": diff, "ci95": [lo, hi], "resolved": lo > 0 or hi < 0, "p": 0.5}
+
+
+SUMMARY = {"image-dr": _summary(0.30, 15.0, 10.0), "dr": _summary(0.20, 20.0, 25.0),
+           "adr": _summary(0.10, 60.0, 50.0), "simgan+dr": _summary(0.32, 14.0, 10.5),
+           "mean-pose": _summary(0.00, 85.0, 94.0)}
+PAIRED = [
+    _pair("image-dr", "dr", "ar", 0.10, 0.02, 0.18), _pair("image-dr", "dr", "te_mm_median", -5, -9, -1),
+    _pair("image-dr", "dr", "re_deg_median", -15, -20, -9),
+    _pair("simgan+dr", "image-dr", "ar", 0.02, -0.03, 0.07), _pair("simgan+dr", "image-dr", "te_mm_median", -1, -3, 2),
+    _pair("simgan+dr", "image-dr", "re_deg_median", 0.5, -2, 3),
+    _pair("adr", "dr", "ar", -0.10, -0.15, -0.04), _pair("adr", "dr", "te_mm_median", 40, 20, 60),
+    _pair("adr", "dr", "re_deg_median", 25, 10, 40),
+    _pair("simgan+dr", "mean-pose", "ar", 0.32, 0.25, 0.40),
+    _pair("dr", "adr", "ar", 0.1, 0.04, 0.15),
+    _pair("adr", "mean-pose", "ar", 0.1, 0.05, 0.15),
+]
+
+
+def test_find_pair_flips_the_direction():
+    r = find_pair(PAIRED, "dr", "image-dr", "te_mm_median")
+    assert r["diff"] == 5 and r["ci95"] == [1, 9] and r["resolved"]
+
+
+def test_ranking_and_generated_verdict():
+    rank = ranking(SUMMARY, PAIRED)
+    assert [r["pipeline"] for r in rank] == ["simgan+dr", "image-dr", "dr", "adr", "mean-pose"]
+    ctl = controls(PAIRED)
+    assert [c["effect"].split(" ")[0] for c in ctl] == ["refiner", "render-time", "ADR"]
+    text = " ".join(verdict(SUMMARY, PAIRED, rank))
+    assert "**simgan+dr** comes first" in text and "it is not resolved from **image-dr**" in text
+    assert "Refiner (simgan+dr − image-dr): no difference is resolved" in text
+    # dr − image-dr: every difference resolved against dr
+    assert "Render-time DR (dr − image-dr): worse on median te, median re, AR" in text
+    assert "ADR vs DR (adr − dr): worse on" in text
+    assert "mean-pose floor: AR +0.320 [+0.250, +0.400] (resolved, better)" in text
