@@ -35,6 +35,20 @@ def _fail(msg):
     raise UserError(msg)
 
 
+def _write_pid_and_sleep(pidfile):
+    import time
+    Path(pidfile).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _fail_once_file_exists(path, msg):
+    import time
+    t0 = time.time()
+    while not Path(path).exists() and time.time() - t0 < 30:
+        time.sleep(0.05)
+    raise UserError(msg)
+
+
 def die_once(marker: str, fn, *args):
     """Kill this worker process the first time (as an OOM killer or a lost node would), then do the work."""
     if not os.path.exists(marker):
@@ -67,7 +81,25 @@ def test_local_pool_retries_a_killed_worker(tmp_path):
                       Task("s1", render_shard, (asdict(cfg), 1, 4, 8, str(tmp_path / "x")))])
     assert (tmp_path / "m").exists()  # the worker really was killed once
     for k in (0, 1):
-        assert res[f"s{k}"][1] == json.loads((ref / "manifest.json").read_text())["shards"][k]["sha256"]
+        assert res[f"s{k}"][1]["sha256"] == json.loads((ref / "manifest.json").read_text())["shards"][k]["sha256"]
+
+
+def test_a_failing_task_cancels_the_running_ones(tmp_path):
+    """The path Ctrl-C takes too: the run stops at once and the other running workers are terminated."""
+    import time
+    pidfile = tmp_path / "slow.pid"
+    t0 = time.time()
+    with LocalExecutor(2) as ex, pytest.raises(UserError, match="bad"):
+        ex.run([Task("slow", _write_pid_and_sleep, (str(pidfile),)),
+                Task("bad", _fail_once_file_exists, (str(pidfile), "bad"))])
+    assert time.time() - t0 < 40
+    status = Path(f"/proc/{pidfile.read_text()}/status")
+    for _ in range(50):  # terminated: gone, or a zombie until reaped
+        if not status.exists() or "\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the running task's worker was not terminated")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +131,7 @@ def test_killed_ray_worker_is_retried_with_the_same_result(ray_cluster, tmp_path
     res = RayExecutor().run([Task("s0", die_once, (str(tmp_path / "m"), render_shard, asdict(cfg), 0, 0, 4,
                                                    str(tmp_path / "x")))])
     assert (tmp_path / "m").exists()
-    assert res["s0"][1] == json.loads((ref / "manifest.json").read_text())["shards"][0]["sha256"]
+    assert res["s0"][1]["sha256"] == json.loads((ref / "manifest.json").read_text())["shards"][0]["sha256"]
     assert (tmp_path / "x" / "shards" / "000000" / "params.json").read_bytes() == \
         (ref / "shards" / "000000" / "params.json").read_bytes()
 
