@@ -144,6 +144,13 @@ class _WorkerDied(Exception):
     pass
 
 
+def _limit_threads(n: int) -> None:
+    """Runs first in each pool worker, before torch/numpy load: the workers share the cores instead of each
+    spinning one thread per core (Ray does the same for its tasks through OMP_NUM_THREADS = num_cpus)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+
+
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
     """Runs on the worker: the task's result and its own wall time."""
     t0 = time.perf_counter()
@@ -180,7 +187,9 @@ class LocalExecutor(_Executor):
                 fut.set_exception(e)
             return fut
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                                initializer=_limit_threads, initargs=(threads,))
         return self._pool.submit(_timed, task.fn, *args, **kwargs)
 
     def _result(self, fut: cf.Future) -> Any:

@@ -138,7 +138,7 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     frames = pipeline.augment(to_float(data.frames[bl], device), ctx)
     crops_r = to_float(data.crops[b], device)
     cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
-    R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
+    R, t = data.R[b].to(device), data.t[b].to(device)
     crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
     R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
     out_l, out_r = (joint or JointForward(model))(frames, crops)
