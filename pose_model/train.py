@@ -204,6 +204,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             model.regressor.head.bias[8] = code.mean().to(device)
 
     out.mkdir(parents=True, exist_ok=True)
+    if hasattr(pipeline, "bind"):  # ADR: start its render workers (they need the model to score boundaries)
+        pipeline.bind(model, data, cfg, manifest)
+    try:
+        return _train_loop(cfg, pipeline, model, opt, data, train_idx, val_idx, meta, spec, manifest, out, ckpt_path,
+                           start_epoch, rows, train_time, steps_per_epoch, total, device, progress)
+    finally:
+        pipeline.close()
+
+
+def _train_loop(cfg, pipeline, model, opt, data, train_idx, val_idx, meta, spec, manifest, out, ckpt_path,
+                start_epoch, rows, train_time, steps_per_epoch, total, device, progress) -> Path:
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not progress, unit="step",
                dynamic_ncols=True, desc=f"train {cfg.pipeline}")
     step = start_epoch * steps_per_epoch
