@@ -265,6 +265,8 @@ class ADRPipeline(Pipeline):
         from randomizer import write_adr_log
         if self.buffer is not None:
             self.stats["wall_s"] = time.perf_counter() - self.t0
+        if not self.log_rows or self.log_rows[-1]["step"] != self.step:
+            self.log_rows.append(dict(self.adr.log_row(self.step)))
         if self.log_rows:
             write_adr_log(self.log_rows, out_dir)
             plot_adr_vs_dr(self.space, self.adr.ranges(), out_dir)
