@@ -143,14 +143,16 @@ class ADRPipeline(Pipeline):
 
     n_workers: int = 1          # render worker processes
     n_pending: int = 2          # jobs in flight per worker
-    scenes_per_job: int = 2     # scenes per job (each with the dataset's views_per_scene views)
+    scenes_per_job: int = 1     # scenes per job (each with the dataset's views_per_scene views): one ADR score
+    adr_m: int = 2              # scores per boundary buffer: ~5 samples/s per worker on the 2-core box makes each
+                                # decision cost m × (views) samples; m = 2 lets ranges move within a benchmark run
 
     def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
         super().__init__(spec, space_path, seed, device)
         from randomizer import ADR, ADRConfig, ImageRandomizer
         from randomizer.space import load_space
         self.space = load_space(space_path)
-        self.adr = ADR(self.space, ADRConfig(), seed)
+        self.adr = ADR(self.space, ADRConfig(m=self.adr_m), seed)
         self.randomizer = ImageRandomizer(self.space, self.space.ranges("nominal", acts_on="image")).to(device)
         self.log_rows: list[dict] = []
         self.step = 0
@@ -265,6 +267,7 @@ class ADRPipeline(Pipeline):
         from randomizer import write_adr_log
         if self.buffer is not None:
             self.stats["wall_s"] = time.perf_counter() - self.t0
+            self.stats["jobs_failed"] = self.buffer.n_failed
         if not self.log_rows or self.log_rows[-1]["step"] != self.step:
             self.log_rows.append(dict(self.adr.log_row(self.step)))
         if self.log_rows:
@@ -282,7 +285,8 @@ class ADRPipeline(Pipeline):
                 "trainer_samples_per_s": round(self.stats["consumed"] / wall, 2),
                 "trainer_wait_s": 0.0,  # the trainer never blocks on the renderer (by design)
                 "service_s": round(self.stats["service_s"], 2),  # scoring + copying into the buffer
-                "samples_rendered": self.stats["samples_in"], "boundary_samples_scored": self.stats["boundary_scored"],
+                "samples_rendered": self.stats["samples_in"],
+                "jobs_failed": self.stats.get("jobs_failed", 0), "boundary_samples_scored": self.stats["boundary_scored"],
                 "train_slots": int(len(getattr(self, "train_idx", []))), "n_workers": self.n_workers,
                 "wall_s": round(wall, 2)}
 
