@@ -6,8 +6,13 @@ Public surface:
 - image:  ImageRandomizer(space, ranges) — batched, seeded, replayable kornia image randomization
 - adr:    ADR(space, ADRConfig, seed), ADRConfig, ADRDraw, write_adr_log(rows, out_dir),
           interpolate_ranges(space, level) (nominal 0 → widest 1, grown as ADR grows them)
+- adr_buffer: RenderBuffer(generate_config, n_workers) — spawned PyBullet render workers fed by a job queue
+          (render_ranges, n_scenes) and polled without blocking; the adr pipeline's rolling buffer
+          (pose_model/pipelines.py ADRPipeline) renders ADR's draws with it (boundary AT the boundary value)
 - pool:   pool_indices(params, space, render_ranges, boundary=None, tol=0.05, min_count=0),
-          pool_sample_params(space, rng, q_nominal) — render-time ADR through a pre-rendered pool
+          pool_sample_params(space, rng, q_nominal) — the earlier pre-rendered-pool approach (no longer used by
+          the adr pipeline: a pool has almost no sample at a render boundary; kept for `generate --randomization
+          adr-pool`)
 - CLI:    `sim2real randomizer show` lives in render/randomization_grid.py (it renders scenes)
 """
 from randomizer.space import Param, ParamSpace, load_space
@@ -15,7 +20,8 @@ from randomizer.space import Param, ParamSpace, load_space
 # The torch-based parts load on first use: render workers import randomizer.space and stay torch-free.
 _LAZY = {"ImageRandomizer": "randomizer.image", "ADR": "randomizer.adr", "ADRConfig": "randomizer.adr",
          "ADRDraw": "randomizer.adr", "interpolate_ranges": "randomizer.adr", "write_adr_log": "randomizer.adr",
-         "pool_indices": "randomizer.pool", "pool_sample_params": "randomizer.pool"}
+         "pool_indices": "randomizer.pool", "pool_sample_params": "randomizer.pool",
+         "RenderBuffer": "randomizer.adr_buffer"}
 
 
 def __getattr__(name):
@@ -25,4 +31,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'randomizer' has no attribute {name!r}")
 
 __all__ = ["Param", "ParamSpace", "load_space", "ImageRandomizer", "ADR", "ADRConfig", "ADRDraw",
-           "write_adr_log", "interpolate_ranges", "pool_indices", "pool_sample_params"]
+           "write_adr_log", "interpolate_ranges", "pool_indices", "pool_sample_params", "RenderBuffer"]

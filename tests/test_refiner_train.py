@@ -178,3 +178,28 @@ def test_sessions_split_the_aruco_photos_without_overlap():
     assert sa["sessions_available"] == ["data", "test1"]
     assert all(f.startswith("src2/data/") for f in sa["files"])
     assert all(f.startswith("src2/test1_result/") for f in sb["files"])
+
+
+def test_check_reports_frames_and_cube_centred_realism(tiny_refiner, tiny_data, tmp_path):
+    """`refine check` against a labelled BOP set (here: another render exported as BOP): label preservation on
+    frames as well as crops, and the domain classifier on cube-centred windows (real windows placed with the
+    held-back set's labels, synthetic ones with the render's)."""
+    from refiner.report import centred_windows, check_refiner
+    from render.dataset import SyntheticDataset
+    from render.export import export_bop
+    from render.generate import GenerateConfig, generate_dataset
+    other = generate_dataset(GenerateConfig(object="aruco-cube", n=8, seed=9, frame_width=64, crop_px=48),
+                             tmp_path / "other", workers=1, progress=False)
+    bop = export_bop(SyntheticDataset(other), tmp_path / "bop")
+    rep = check_refiner(tiny_refiner, tiny_data, str(bop), tmp_path / "check", n=12, n_patches=16,
+                        classifier_steps=5, device="cpu")
+    c = rep["realism_cube_centred"]
+    assert c["n_real_images"] == 8 and 0.0 <= c["synthetic"] <= 1.0 and 0.0 <= c["refined"] <= 1.0
+    assert rep["label_preservation_frames"]["n_samples"] == 12 and rep["patches"] == "frames"
+    assert (tmp_path / "check" / "samples_frames.png").is_file() and "cube-centred" in rep["summary"]
+    # a window centred on a bright dot holds the dot (near its middle, up to the jitter)
+    im = np.zeros((60, 80, 3), np.uint8)
+    im[28:32, 48:52] = 255
+    w = centred_windows([im], np.array([[50.0, 30.0]]), np.array([20.0]), 20, np.random.default_rng(0), jitter=0.1)
+    ys, xs = np.nonzero(w[0, :, :, 0])
+    assert len(ys) and abs(ys.mean() - 9.5) <= 3 and abs(xs.mean() - 9.5) <= 3
