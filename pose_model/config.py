@@ -18,7 +18,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
-    config_space: str | None = None   # randomizer parameter space YAML (dr/adr); None = shipped default
+    space: str | None = None          # parameter space YAML (dr/adr); None = the one in the dataset's manifest
     # ---- sizes and optimisation (filled from the profile; explicit values win) ----
     epochs: int = 10
     batch_size: int = 64

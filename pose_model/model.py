@@ -6,12 +6,14 @@ regressor sees a crop of side `crop_factor · side`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.io import load_torch_file
 from pose_model import geometry as G
 from pose_model.nets import CropRegressor, Localizer
 
@@ -134,3 +136,12 @@ class PoseModel(nn.Module):
             R, t, _ = self.reg_decode(out, Kc)
             centre = G.project(t, K_full)
         return {"R": R, "t_m": t, "score": score, "loc_centre": loc_centre, "loc_side": loc_side, "box": box}
+
+
+CKPT_FORMAT = "sim2real-pose/1"
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a pose checkpoint (tensors and plain types only: weights_only=True, so a crafted file cannot run
+    code) and check its format; problems are UserErrors naming the file. Imports nothing from training."""
+    return load_torch_file(path, "pose-model checkpoint", CKPT_FORMAT, map_location)

@@ -40,22 +40,20 @@ def dataset_level(manifest: dict) -> str:
     set (render/dataset.py writes `randomization.level`; refiner/apply.py adds `refined_by`)."""
     if manifest.get("refined_by"):
         return "refined"
-    r = manifest.get("randomization")
-    return str(r.get("level")) if isinstance(r, dict) else "unknown"
+    return manifest["randomization"]["level"]
 
 
 class Pipeline:
     """Base: images as stored (randomized on the fly when the registry says image_dr)."""
 
-    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
+    def __init__(self, spec: PipelineSpec, space: tuple[Any, str], seed: int, device: torch.device) -> None:
         self.spec, self.name, self.randomize_images = spec, spec.name, spec.image_dr
-        self.space_path, self.seed, self.device = space_path, seed, device
-        self.space = None
+        self.seed, self.device = seed, device
+        self.space, self.space_source = None, space[1]
         self.randomizer = None
         if self.randomize_images:
             from randomizer import ImageRandomizer
-            from randomizer.space import load_space
-            self.space = load_space(space_path)
+            self.space = space[0]
             self.randomizer = ImageRandomizer(self.space, self.space.ranges("dr", acts_on="image")).to(device)
 
     # (1) ------------------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ class Pipeline:
         d: dict[str, Any] = {"pipeline": self.name}
         if self.space is not None:
             d["image_ranges"] = self.space.ranges("dr", acts_on="image")
-            d["space"] = self.space_path or "randomizer/default.yaml"
+            d["space"] = self.space_source
         return d
 
 
@@ -147,11 +145,10 @@ class ADRPipeline(Pipeline):
     adr_m: int = 2              # scores per boundary buffer: ~5 samples/s per worker on the 2-core box makes each
                                 # decision cost m × (views) samples; m = 2 lets ranges move within a benchmark run
 
-    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
-        super().__init__(spec, space_path, seed, device)
+    def __init__(self, spec: PipelineSpec, space: tuple[Any, str], seed: int, device: torch.device) -> None:
+        super().__init__(spec, space, seed, device)
         from randomizer import ADR, ADRConfig, ImageRandomizer
-        from randomizer.space import load_space
-        self.space = load_space(space_path)
+        self.space = space[0]
         self.adr = ADR(self.space, ADRConfig(m=self.adr_m), seed)
         self.randomizer = ImageRandomizer(self.space, self.space.ranges("nominal", acts_on="image")).to(device)
         self.log_rows: list[dict] = []
@@ -174,8 +171,7 @@ class ADRPipeline(Pipeline):
         if not gen_cfg:
             raise UserError("--data: manifest.json: config: pipeline adr needs the renderer settings the dataset "
                             "was made with (render it with `sim2real generate`)")
-        gen_cfg["space_file"] = self.space_path or gen_cfg.get("space_file")
-        self.buffer = RenderBuffer(gen_cfg, self.n_workers)
+        self.buffer = RenderBuffer(gen_cfg, self.n_workers, space=self.space.to_dict())
         self.t0 = time.perf_counter()
 
     # ---- the rolling buffer ------------------------------------------------------------------
@@ -304,7 +300,7 @@ class ADRPipeline(Pipeline):
         return {"pipeline": self.name, "adr_final_ranges": self.adr.ranges(), "adr_entropy": self.adr.entropy(),
                 "adr_seed": self.seed, "adr_throughput": self.throughput(),
                 "adr_note": "asynchronous render workers: the same seed does not replay the same ADR log",
-                "space": self.space_path or "randomizer/default.yaml"}
+                "space": self.space_source}
 
 
 def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
@@ -350,6 +346,11 @@ def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
 PIPELINE_CLASSES = {c.__name__: c for c in (NonePipeline, DRPipeline, ADRPipeline, SimGANPipeline, SimGANDRPipeline)}
 
 
-def make_pipeline(name: str, space_path: str | None, seed: int, device: torch.device) -> Pipeline:
+def make_pipeline(name: str, space: tuple[Any, str] | None, seed: int, device: torch.device) -> Pipeline:
+    """space: (randomizer.ParamSpace, where it came from) — see pose_model.train.space_for; None: the shipped
+    default."""
     spec = pipeline_spec(name)
-    return PIPELINE_CLASSES[spec.cls](spec, space_path, seed, device)
+    if space is None:
+        from randomizer.space import load_space
+        space = (load_space(None), "randomizer/default.yaml")
+    return PIPELINE_CLASSES[spec.cls](spec, space, seed, device)

@@ -21,13 +21,18 @@ from typing import Any
 import numpy as np
 
 
-def _worker_main(gen_cfg: dict[str, Any], inq, outq) -> None:
+def _worker_main(gen_cfg: dict[str, Any], space: dict | None, inq, outq) -> None:
     import torch
     torch.set_num_threads(1)
     from render.dataset import labels_array
     from render.generate import _WORKER, _worker_init
     _worker_init(gen_cfg)
     renderers, V = _WORKER["renderers"], int(gen_cfg.get("views_per_scene", 1))
+    if space is not None:  # ADR's space (it may differ from the one the dataset was rendered with)
+        from randomizer.space import space_from_dict
+        sp = space_from_dict({"params": space}, "ADR space")
+        for r in renderers:
+            r.space = sp
     while True:
         job = inq.get()
         if job is None:
@@ -54,10 +59,10 @@ class RenderBuffer:
     finished jobs as (job_id, arrays | None, render_seconds) without waiting (or waits up to `timeout` s for
     at least one)."""
 
-    def __init__(self, gen_cfg: dict[str, Any], n_workers: int = 1) -> None:
+    def __init__(self, gen_cfg: dict[str, Any], n_workers: int = 1, space: dict | None = None) -> None:
         ctx = mp.get_context("spawn")  # fresh interpreters: no inherited PyBullet or torch thread state
         self.inq, self.outq = ctx.Queue(), ctx.Queue()
-        self.procs = [ctx.Process(target=_worker_main, args=(gen_cfg, self.inq, self.outq), daemon=True)
+        self.procs = [ctx.Process(target=_worker_main, args=(gen_cfg, space, self.inq, self.outq), daemon=True)
                       for _ in range(n_workers)]
         for p in self.procs:
             p.start()

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from core.device import pick_device
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version
+from core.io import UserError, atomic_write_json, atomic_write_png, atomic_write_text, code_version
 from refiner import data as rdata
-from refiner.apply import load_refiner, refine_images
+from refiner.apply import load_refiner, refine_images, sample_grid
 from refiner.label_check import aruco_dictionary_of, label_preservation
 from refiner.realism import domain_classifier_accuracy, kid, random_features
-from refiner.train import sample_grid, save_png
 
 
 def real_cube_centres(real_root: Path, files: list[Path]) -> dict[str, np.ndarray]:
@@ -142,10 +141,10 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
     if source["kind"] == "bop":
         centred = cube_centred_realism(R, ds, idx, Path(source["root"]), held, patch, n_patches,
                                        classifier_steps, seed, dev)
-    save_png(Path(out_dir) / "samples_frames.png",
+    atomic_write_png(Path(out_dir) / "samples_frames.png",
              sample_grid(R, frames[:6], rdata.sample_real_patches(imgs, 6, patch, np.random.default_rng(seed + 5),
                                                                  rdata.frame_scales(cam_w, frames.shape[2]), cam_w), dev))
-    save_png(Path(out_dir) / "samples.png",
+    atomic_write_png(Path(out_dir) / "samples.png",
              sample_grid(R, syn[:8], rdata.sample_real_patches(imgs, min(8, len(syn)), patch,
                                                               np.random.default_rng(seed + 5), scales, cam_w), dev))
     overlap = len(files) - len(held)
