@@ -9,7 +9,7 @@ Which dataset each pipeline expects and whether it randomizes images is the regi
 - none:      images as rendered.
 - dr, image-dr, oracle: randomizer.ImageRandomizer with the space's 'dr' image ranges, on the training device
              (dr on render-time-randomized data, image-dr on nominal renders, oracle on real photos).
-- adr:       randomizer.ADR per Akkaya et al. 2019 Algorithm 1: render workers (randomizer/adr_buffer.py) draw
+- adr:       randomizer.ADR per Akkaya et al. 2019 Algorithm 1: render workers (render/adr_buffer.py) draw
              scenes from ADR's current ranges into the train split (a rolling buffer over a nominal dataset);
              boundary jobs are rendered at the boundary value, scored in eval mode on the whole pose task
              before they are trained on, and move the ranges (see ADRPipeline).
@@ -127,7 +127,7 @@ class SimGANDRPipeline(SimGANPipeline):
 
 
 class ADRPipeline(Pipeline):
-    """ADR per Akkaya et al. 2019, Algorithm 1, with render workers (randomizer/adr_buffer.py).
+    """ADR per Akkaya et al. 2019, Algorithm 1, with render workers (render/adr_buffer.py).
 
     The train split of the (nominal) dataset is a rolling buffer: render workers draw scenes from ADR's current
     ranges and each finished job overwrites the oldest train slots, so training moves from nominal renders to
@@ -166,7 +166,7 @@ class ADRPipeline(Pipeline):
     def bind(self, model, data, cfg, manifest: dict) -> None:
         """Called by the trainer once the model exists: start the render workers with the dataset's renderer
         settings (so new samples match its frame size, crop size and cameras)."""
-        from randomizer.adr_buffer import RenderBuffer
+        from render.adr_buffer import RenderBuffer
         self.model, self.data, self.cfg = model, data, cfg
         gen_cfg = dict(manifest.get("config") or {})
         if not gen_cfg:
