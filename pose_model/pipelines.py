@@ -9,16 +9,17 @@ Which dataset each pipeline expects and whether it randomizes images is the regi
 - none:      images as rendered.
 - dr, image-dr, oracle: randomizer.ImageRandomizer with the space's 'dr' image ranges, on the training device
              (dr on render-time-randomized data, image-dr on nominal renders, oracle on real photos).
-- adr:       randomizer.ADR: every step draws ranges (one boundary pinned with probability p_b), picks the
-             batch from a pool rendered with `--randomization adr-pool` inside the draw's render ranges
-             (randomizer.pool_indices), randomizes images inside its image ranges, and reports the
-             fraction of boundary samples the pose task solved.
+- adr:       randomizer.ADR per Akkaya et al. 2019 Algorithm 1: render workers (render/adr_buffer.py) draw
+             scenes from ADR's current ranges into the train split (a rolling buffer over a nominal dataset);
+             boundary jobs are rendered at the boundary value, scored in eval mode on the whole pose task
+             before they are trained on, and move the ranges (see ADRPipeline).
 - simgan:    a dataset refined by refiner/ (its manifest has `refined_by`), images as stored.
 - simgan+dr: the refined dataset plus the 'dr' image randomization.
 """
 from __future__ import annotations
 
 import sys
+import time
 
 from typing import Any, Iterator
 
@@ -88,6 +89,9 @@ class Pipeline:
     def end_epoch(self, out_dir) -> None:
         pass
 
+    def close(self) -> None:
+        """Release anything the pipeline started (ADR's render workers)."""
+
     def state_dict(self) -> dict:
         return {}
 
@@ -123,66 +127,221 @@ class SimGANDRPipeline(SimGANPipeline):
 
 
 class ADRPipeline(Pipeline):
-    """OpenAI-style ADR: ranges move with the task's success on boundary samples."""
+    """ADR per Akkaya et al. 2019, Algorithm 1, with render workers (render/adr_buffer.py).
+
+    The train split of the (nominal) dataset is a rolling buffer: render workers draw scenes from ADR's current
+    ranges and each finished job overwrites the oldest train slots, so training moves from nominal renders to
+    ADR's ranges as they open. With probability p_b a job pins one boundary: it is rendered AT the boundary
+    value (a render parameter) or rendered from the current ranges and scored with the image parameter pinned;
+    such a job is first scored in eval mode on the whole pose task (localizer + regressor, success = rotation
+    error < adr_success_deg and relative translation error < adr_success_depth), its success fraction goes to
+    that boundary's buffer, and only then does it enter the training buffer. The trainer never waits for the
+    renderer; the card reports renderer samples/s against the trainer's consumption.
+    """
+
+    n_workers: int = 1          # render worker processes
+    n_pending: int = 8          # jobs in flight per worker: the trainer collects once per step, so a short queue
+                                # leaves the worker idle (2 in flight: 2.4 samples/s; a free worker renders ≈ 40/s)
+    scenes_per_job: int = 1     # scenes per job (each with the dataset's views_per_scene views): one ADR score
+    adr_m: int = 2              # scores per boundary buffer: ~5 samples/s per worker on the 2-core box makes each
+                                # decision cost m × (views) samples; m = 2 lets ranges move within a benchmark run
 
     def __init__(self, spec: PipelineSpec, space: tuple[Any, str], seed: int, device: torch.device) -> None:
         super().__init__(spec, space, seed, device)
         from randomizer import ADR, ADRConfig, ImageRandomizer
         self.space = space[0]
-        self.adr = ADR(self.space, ADRConfig(), seed)
+        self.adr = ADR(self.space, ADRConfig(m=self.adr_m), seed)
         self.randomizer = ImageRandomizer(self.space, self.space.ranges("nominal", acts_on="image")).to(device)
-        self.params: list[dict] | None = None
         self.log_rows: list[dict] = []
         self.step = 0
+        self.buffer = None
+        self.jobs: dict[int, Any] = {}
+        self.n_jobs = 0            # jobs submitted over the whole run (part of each job's seed key)
+        self.cursor = 0            # next train slot to overwrite
+        self.stats = {"samples_in": 0, "boundary_scored": 0, "service_s": 0.0, "wall_s": 0.0, "consumed": 0}
 
     def attach(self, params: list[dict], train_idx: np.ndarray) -> None:
-        self.params = params
-        self.train_mask = np.zeros(len(params), bool)
-        self.train_mask[train_idx] = True
+        self.train_idx = np.asarray(train_idx, dtype=np.int64)
 
-    def batches(self, train_idx, batch_size, rng):
-        from randomizer import pool_indices
-        for _ in range(self.steps_per_epoch(len(train_idx), batch_size)):
+    def bind(self, model, data, cfg, manifest: dict) -> None:
+        """Called by the trainer once the model exists: start the render workers with the dataset's renderer
+        settings (so new samples match its frame size, crop size and cameras)."""
+        from render.adr_buffer import RenderBuffer
+        self.model, self.data, self.cfg = model, data, cfg
+        gen_cfg = dict(manifest.get("config") or {})
+        if not gen_cfg:
+            raise UserError("--data: manifest.json: config: pipeline adr needs the renderer settings the dataset "
+                            "was made with (render it with `sim2real generate`)")
+        self.buffer = RenderBuffer(gen_cfg, self.n_workers, space=self.space.to_dict())
+        self.t0 = time.perf_counter()
+
+    # ---- the rolling buffer ------------------------------------------------------------------
+    def _submit(self) -> None:
+        while len(self.jobs) < self.n_workers * self.n_pending:
             draw = self.adr.propose()
-            # min_count tops a near-empty pool up with the nearest samples (early on, when ranges are points)
-            pool = np.asarray(pool_indices(self.params, self.space, draw.render_ranges, draw.boundary,
-                                           min_count=2 * batch_size), dtype=np.int64)
-            pool = pool[self.train_mask[pool]] if len(pool) else pool
-            if len(pool) == 0:  # nothing rendered inside these ranges yet: fall back to the whole split
-                pool = train_idx
-            yield rng.choice(pool, size=batch_size, replace=len(pool) < batch_size), draw
+            job = self.buffer.submit((self.seed, 7919, self.n_jobs), draw.render_ranges, self.scenes_per_job)
+            self.n_jobs += 1
+            self.jobs[job] = draw
+
+    @torch.no_grad()
+    def score(self, out: dict, draw) -> torch.Tensor:
+        """Per-sample success of the whole pose task (eval mode) on rendered samples, images randomized
+        inside the draw's image ranges (a pinned image parameter at its boundary value)."""
+        from pose_model import geometry as G
+        from pose_model.data import crops_from_rendered, to_float
+        from randomizer import ImageRandomizer
+        m, dev = self.model, self.device
+        was = m.training
+        m.eval()
+        rand = ImageRandomizer(self.space, draw.image_ranges, seed=self.seed * 7_777 + self.n_jobs).to(dev)
+        lab = out["labels"]
+        f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(dev)  # noqa: E731
+        frames = rand(to_float(torch.from_numpy(out["frames"]), dev)).clamp_(0, 1)
+        crops = to_float(torch.from_numpy(out["crops"]), dev)
+        cb, K, R, t = f32(lab["crop_box_full_px"]), f32(lab["K_full"]), f32(lab["R"]), f32(lab["t_m"])
+        src = lambda box, n: rand(crops_from_rendered(crops, cb, box, n)).clamp_(0, 1)  # noqa: E731
+        pred = m.infer(frames, src, K, self.cfg.refine_iters)
+        re = G.sym_rotation_error_deg(pred["R"], R, m.syms)
+        rel = (pred["t_m"] - t).norm(dim=-1) / t.norm(dim=-1)
+        m.train(was)
+        return (re < self.cfg.adr_success_deg) & (rel < self.cfg.adr_success_depth)
+
+    def _write(self, out: dict) -> None:
+        d, lab, n = self.data, out["labels"], len(out["frames"])
+        slots = self.train_idx[(self.cursor + np.arange(n)) % len(self.train_idx)]
+        self.cursor = (self.cursor + n) % len(self.train_idx)
+        s = torch.as_tensor(slots)
+        f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        d.frames[s] = torch.from_numpy(out["frames"])
+        d.crops[s] = torch.from_numpy(out["crops"])
+        d.R[s], d.t[s], d.K_full[s] = f32(lab["R"]), f32(lab["t_m"]), f32(lab["K_full"])
+        d.centre[s], d.crop_box[s] = f32(lab["center_full_px"]), f32(lab["crop_box_full_px"])
+        self.stats["samples_in"] += n
+
+    def service(self, timeout: float = 0.0) -> int:
+        """Collect finished jobs: score boundary jobs (then report to ADR), write every job into the buffer,
+        keep the workers busy. Returns the number of jobs collected."""
+        t0 = time.perf_counter()
+        done = self.buffer.poll(timeout)
+        self.last_jobs = []  # (draw, per-sample params, success or None) of the jobs just collected: for tests/logs
+        for job_id, out, _ in done:
+            draw = self.jobs.pop(job_id)
+            if out is None:
+                continue
+            ok = None
+            if draw.boundary is not None:
+                ok = self.score(out, draw)
+                self.stats["boundary_scored"] += len(ok)
+                if self.adr.report(draw, float(ok.float().mean())):
+                    self.log_rows.append(dict(self.adr.log_row(self.step)))
+            self._write(out)
+            self.last_jobs.append((draw, out["params"], ok))
+        self._submit()
+        self.stats["service_s"] += time.perf_counter() - t0
+        return len(done)
+
+    # ---- the training loop's hooks -------------------------------------------------------------
+    def batches(self, train_idx, batch_size, rng):
+        from randomizer.adr import ADRDraw
+        for _ in range(self.steps_per_epoch(len(train_idx), batch_size)):
+            if self.buffer is not None:
+                self.service()
+            # training samples are augmented inside ADR's current image ranges (nothing pinned)
+            draw = ADRDraw(self.adr.ranges("image"), self.adr.ranges("render"))
+            self.stats["consumed"] += batch_size
+            yield rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size), draw
 
     def augment(self, x, draw):
-        if hasattr(self.randomizer, "set_ranges"):
-            self.randomizer.set_ranges(draw.image_ranges)
-        else:
-            from randomizer import ImageRandomizer
-            self.randomizer = ImageRandomizer(self.space, draw.image_ranges).to(self.device)
+        self.randomizer.set_ranges(draw.image_ranges)
         return self.randomizer(x).clamp_(0, 1)
 
     def report(self, draw, success):
         self.step += 1
-        if draw.boundary is not None:
-            self.adr.report(draw, float(success.float().mean()))
-        if self.step % 10 == 0 or draw.boundary is not None:
+        if self.step % 10 == 0:
             self.log_rows.append(dict(self.adr.log_row(self.step)))
 
     def end_epoch(self, out_dir) -> None:
         from randomizer import write_adr_log
+        if self.buffer is not None:
+            self.stats["wall_s"] = time.perf_counter() - self.t0
+            self.stats["jobs_failed"] = self.buffer.n_failed
+        if not self.log_rows or self.log_rows[-1]["step"] != self.step:
+            self.log_rows.append(dict(self.adr.log_row(self.step)))
         if self.log_rows:
             write_adr_log(self.log_rows, out_dir)
+            plot_adr_vs_dr(self.space, self.adr.ranges(), out_dir)
+
+    def close(self) -> None:
+        if self.buffer is not None:
+            self.buffer.close()
+            self.buffer = None
+
+    def throughput(self) -> dict:
+        wall = max(1e-9, self.stats["wall_s"])
+        return {"renderer_samples_per_s": round(self.stats["samples_in"] / wall, 2),
+                "trainer_samples_per_s": round(self.stats["consumed"] / wall, 2),
+                "trainer_wait_s": 0.0,  # the trainer never blocks on the renderer (by design)
+                "service_s": round(self.stats["service_s"], 2),  # scoring + copying into the buffer
+                "samples_rendered": self.stats["samples_in"],
+                "jobs_failed": self.stats.get("jobs_failed", 0), "boundary_samples_scored": self.stats["boundary_scored"],
+                "train_slots": int(len(getattr(self, "train_idx", []))), "n_workers": self.n_workers,
+                "wall_s": round(wall, 2)}
 
     def state_dict(self) -> dict:
-        return {"adr": self.adr.state_dict(), "log_rows": self.log_rows, "step": self.step}
+        return {"adr": self.adr.state_dict(), "log_rows": self.log_rows, "step": self.step, "n_jobs": self.n_jobs}
 
     def load_state_dict(self, d: dict) -> None:
+        # the rolling buffer's images are not saved: a resumed run starts from the dataset's images again
         self.adr.load_state_dict(d["adr"])
         self.log_rows = list(d["log_rows"])
         self.step = d["step"]
+        self.n_jobs = int(d.get("n_jobs", 0))
 
     def card(self) -> dict:
         return {"pipeline": self.name, "adr_final_ranges": self.adr.ranges(), "adr_entropy": self.adr.entropy(),
+                "adr_seed": self.seed, "adr_throughput": self.throughput(),
+                "adr_note": "asynchronous render workers: the same seed does not replay the same ADR log",
                 "space": self.space_source}
+
+
+def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
+    """adr_vs_dr.png: per numeric parameter, ADR's current range against DR's and the widest bounds, each
+    normalised to the widest span (choices: options in use / all). Written atomically; returns the path."""
+    import os
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in space.params if n in adr_ranges]
+    fig, ax = plt.subplots(figsize=(7, 0.22 * len(names) + 1.0))
+    for i, n in enumerate(names):
+        p = space.params[n]
+        dr = space.ranges("dr").get(n)
+        if p.kind == "choice":
+            k = len(p.choices)
+            a, d = (0, len(adr_ranges[n]) / k), (0, len(dr) / k)
+        else:
+            span = max(p.high - p.low, 1e-12)
+            a = ((adr_ranges[n][0] - p.low) / span, (adr_ranges[n][1] - p.low) / span)
+            d = ((dr[0] - p.low) / span, (dr[1] - p.low) / span)
+        ax.plot(d, [i + 0.15] * 2, color="tab:orange", lw=4, solid_capstyle="butt", label="DR" if i == 0 else None)
+        ax.plot(a, [i - 0.15] * 2, color="tab:blue", lw=4, solid_capstyle="butt", label="ADR" if i == 0 else None)
+        if a[0] == a[1]:
+            ax.plot([a[0]], [i - 0.15], "|", color="tab:blue", ms=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("fraction of the widest range (choices: share of options)", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = Path(out_dir) / "adr_vs_dr.png"
+    tmp = out.with_name(".adr_vs_dr.png.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
 
 
 PIPELINE_CLASSES = {c.__name__: c for c in (NonePipeline, DRPipeline, ADRPipeline, SimGANPipeline, SimGANDRPipeline)}

@@ -247,73 +247,78 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     lead = rank == 0  # validates, writes, shows the progress bar
     if lead:
         out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not (progress and lead), unit="step",
-               dynamic_ncols=True, desc=f"train {cfg.pipeline}")
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        rng, gen = seed_epoch(cfg.seed, epoch)
-        pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch + 7_919_000 * rank)  # ranks: own image noise
-        model.train()
-        t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
-        for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg)
-            b = torch.as_tensor(idx)
-            loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint)
-            if world > 1:  # ADR's state must move identically on every rank: score the whole global batch
-                success = _all_gather_cat(success)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            pipeline.report(ctx, success)
-            step += 1
-            n_b += 1
-            n_img += len(idx) // world
-            parts["train_loss"] = loss.detach().item()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if n_b % cfg.log_every == 0 or n_b == steps_per_epoch:
-                ips = n_img / max(1e-9, time.perf_counter() - t0)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{sums['train_loss'] / n_b:.3f}", img_s=f"{ips:.0f}")
-            bar.update(1)
-        ep_time = time.perf_counter() - t0
-        train_time += ep_time
-        if world > 1:  # the logged losses: mean over the ranks' shares (the global batch's loss)
-            sums = _all_reduce_mean(sums, device)
-        row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total, cfg),
-               **{k: v / max(1, n_b) for k, v in sums.items()}, "epoch_time_s": ep_time,
-               "img_per_s": n_img * world / max(1e-9, ep_time)}
-        if not lead:
+    if hasattr(pipeline, "bind"):  # ADR: start its render workers (they need the model to score boundaries)
+        pipeline.bind(model, data, cfg, manifest)
+    try:
+        bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, disable=not (progress and lead), unit="step",
+                   dynamic_ncols=True, desc=f"train {cfg.pipeline}")
+        step = start_epoch * steps_per_epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            rng, gen = seed_epoch(cfg.seed, epoch)
+            pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch + 7_919_000 * rank)  # ranks: own image noise
+            model.train()
+            t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
+            for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total, cfg)
+                b = torch.as_tensor(idx)
+                loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint)
+                if world > 1:  # ADR's state must move identically on every rank: score the whole global batch
+                    success = _all_gather_cat(success)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                pipeline.report(ctx, success)
+                step += 1
+                n_b += 1
+                n_img += len(idx) // world
+                parts["train_loss"] = loss.detach().item()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if n_b % cfg.log_every == 0 or n_b == steps_per_epoch:
+                    ips = n_img / max(1e-9, time.perf_counter() - t0)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{sums['train_loss'] / n_b:.3f}", img_s=f"{ips:.0f}")
+                bar.update(1)
+            ep_time = time.perf_counter() - t0
+            train_time += ep_time
+            if world > 1:  # the logged losses: mean over the ranks' shares (the global batch's loss)
+                sums = _all_reduce_mean(sums, device)
+            row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total, cfg),
+                   **{k: v / max(1, n_b) for k, v in sums.items()}, "epoch_time_s": ep_time,
+                   "img_per_s": n_img * world / max(1e-9, ep_time)}
+            if not lead:
+                rows.append(row)
+                continue
+            row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
             rows.append(row)
-            continue
-        row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
-        rows.append(row)
-        bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
-                  f"te {row['val_te_med_mm']:.2f} mm (GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
-                  f"{row['val_te_med_mm_gtcrop']:.2f} mm)  loc {row['val_loc_centre_err_px']:.1f} px")
-        pipeline.end_epoch(out)
-        ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
-              "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
-              "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
-              "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
-              "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed,
-              "world_size": world}
-        atomic_torch_save(ck, ckpt_path)
-        # the PNG costs a second or two: every 5 epochs and at the end
-        _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
-        _write_card(ck, manifest, out)
-    bar.close()
-    if world > 1:
-        sums = _all_gather_cat(torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()[None])
-        if lead:
-            card = json.loads((out / "model_card.json").read_text())
-            card["ddp"] = {"world_size": world, "param_checksum_by_rank": [float(x) for x in sums]}
-            atomic_write_json(out / "model_card.json", card)
-        import torch.distributed as dist
-        dist.barrier()
-        if owns_group:
-            dist.destroy_process_group()
-    return ckpt_path
+            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
+                      f"te {row['val_te_med_mm']:.2f} mm (GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
+                      f"{row['val_te_med_mm_gtcrop']:.2f} mm)  loc {row['val_loc_centre_err_px']:.1f} px")
+            pipeline.end_epoch(out)
+            ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
+                  "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                  "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
+                  "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
+                  "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed,
+                  "world_size": world}
+            atomic_torch_save(ck, ckpt_path)
+            # the PNG costs a second or two: every 5 epochs and at the end
+            _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
+            _write_card(ck, manifest, out)
+        bar.close()
+        if world > 1:
+            sums = _all_gather_cat(torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()[None])
+            if lead:
+                card = json.loads((out / "model_card.json").read_text())
+                card["ddp"] = {"world_size": world, "param_checksum_by_rank": [float(x) for x in sums]}
+                atomic_write_json(out / "model_card.json", card)
+            import torch.distributed as dist
+            dist.barrier()
+            if owns_group:
+                dist.destroy_process_group()
+        return ckpt_path
+    finally:
+        pipeline.close()
 
 
 def _dist_init(device: torch.device) -> tuple[int, int, bool]:

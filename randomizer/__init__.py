@@ -6,8 +6,11 @@ Public surface:
 - image:  ImageRandomizer(space, ranges) — batched, seeded, replayable kornia image randomization
 - adr:    ADR(space, ADRConfig, seed), ADRConfig, ADRDraw, write_adr_log(rows, out_dir),
           interpolate_ranges(space, level) (nominal 0 → widest 1, grown as ADR grows them)
+- ADR's render workers live in render/adr_buffer.py (they render scenes; the adr pipeline uses them)
 - pool:   pool_indices(params, space, render_ranges, boundary=None, tol=0.05, min_count=0),
-          pool_sample_params(space, rng, q_nominal) — render-time ADR through a pre-rendered pool
+          pool_sample_params(space, rng, q_nominal) — the earlier pre-rendered-pool approach (no longer used by
+          the adr pipeline: a pool has almost no sample at a render boundary; kept for `generate --randomization
+          adr-pool`)
 - CLI:    `sim2real randomizer show` lives in render/randomization_grid.py (it renders scenes)
 """
 from randomizer.space import Param, ParamSpace, load_space

@@ -1,14 +1,16 @@
-"""SimGAN refiner (Shrivastava et al. 2017): make synthetic crops look like unlabelled real photos.
+"""SimGAN refiner (Shrivastava et al. 2017): make synthetic frames and crops look like unlabelled real photos.
 
 Public surface:
 - model:       Refiner, PatchDiscriminator, HistoryBuffer
 - train:       RefinerConfig, make_config(profile, **overrides), train_refiner(cfg) -> Path (refiner.pt)
 - apply:       load_refiner(ckpt, device), refine_images(R, uint8 (n,H,W,3)),
-               refine_dataset(ckpt, data_dir, out_dir, device, frames="copy") -> Path
-               sample_grid(R, crops, real_patches, device) (synthetic | refined | diff | real rows)
-- data:        list_real_images(real, sessions, include, exclude) (unlabelled real images)
+               refine_dataset(ckpt, data_dir, out_dir, device, frames="refine") -> Path
+               sample_grid(R, images, real_patches, device) (synthetic | refined | diff | real rows)
+- data:        list_real_images(real, sessions, include, exclude) (unlabelled real images), patch samplers
+               (content-matched whole-frame windows by default: RefinerConfig.patches="frames")
 - label_check: label_preservation(...) and its small metrics; realism: domain_classifier_accuracy, kid
-- report:      check_refiner(...) (`refine check`)
+- report:      check_refiner(...) (`refine check`: preservation on crops and frames, realism incl. cube-centred
+               windows of held-back labelled photos)
 - commands:    COMMANDS = [refine_group] (`sim2real refine train|apply|check`)
 """
 from refiner.apply import load_refiner, refine_dataset, refine_images

@@ -1,12 +1,11 @@
 """Apply a trained refiner: to image arrays, or to a whole synthetic dataset (labels untouched).
 
-What gets refined: the crops (C×C), i.e. what the pose model's crop regressor learns from. The
-refiner was trained on crop-scale patches (one crop pixel ≈ side/C camera pixels, see data.py); the
-low-res full frames are at a different scale (4–5 camera px per pixel at 160×120), where the
-real/synthetic gap the refiner learned (sensor noise, JPEG softness, local colour) is mostly averaged
-away, and a refiner applied off its training scale can invent texture. So frames are copied by
-default (`frames="copy"`); `frames="refine"` applies the same refiner to them anyway. Either way the
-choice is recorded in the output manifest under refined_by.frames.
+What gets refined: what the pose model sees — the full frames (the localizer's input) and the crops (the
+regressor's), so `simgan` and `simgan+dr` train both stages on refined images (`frames="refine"`, the default).
+A refiner trained on content-matched whole-frame windows (`patches="frames"`, see data.py) learned the gap at
+the frames' scale; the crops are finer (≈ 4× more pixels per camera pixel) and are refined by the same
+fully convolutional R — `refine check` measures label preservation on both. `frames="copy"` keeps the old
+behaviour (crops only). The choice is recorded in the output manifest under refined_by.frames.
 """
 from __future__ import annotations
 
@@ -58,8 +57,8 @@ def refine_images(R: Refiner, images: np.ndarray, batch: int = 64, progress: boo
 
 
 def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
-                   frames: str = "copy", batch: int = 64) -> Path:
-    """Write a refined copy of a synthetic dataset: crops refined (and frames if frames="refine"),
+                   frames: str = "refine", batch: int = 64) -> Path:
+    """Write a refined copy of a synthetic dataset: frames and crops refined (frames copied if frames="copy"),
     labels/params/masks byte-identical; the manifest gets a `refined_by` entry. Returns out_dir."""
     from render.dataset import SyntheticDataset, write_derived
 
@@ -79,6 +78,7 @@ def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, 
     refined_by = {
         "refiner": meta["path"], "refiner_sha256": meta["sha256"], "method": "simgan",
         "arch": meta["arch"], "crop_px": meta["crop_px"], "patch_px": meta["patch_px"],
+        "patches": meta.get("config", {}).get("patches", "crops"),
         "lam": meta["lam"], "lam_cube": meta.get("lam_cube", 0.0), "k_g": meta["k_g"], "k_d": meta["k_d"], "steps": meta["steps_done"],
         "seed": meta["seed"], "profile": meta["profile"], "refiner_code_version": meta["code_version"],
         "apply_code_version": code_version(),
@@ -108,7 +108,7 @@ def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, 
 
 
 def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarray, device) -> np.ndarray:
-    """Rows: synthetic crop | refined | 4·|difference| | real patch (resized to the crop size)."""
+    """Rows: synthetic image | refined | 4·|difference| | real patch (resized to the image height)."""
     refiner.eval()
     with torch.no_grad():
         x = to_tensor(syn_crops, device)
@@ -116,14 +116,14 @@ def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarra
     refiner.train()
     ref = to_uint8(y)
     diff = np.clip(np.abs(ref.astype(np.int16) - syn_crops.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-    c = syn_crops.shape[1]
-    real = np.stack([cv2.resize(p, (c, c), interpolation=cv2.INTER_NEAREST) for p in real_patches])
+    h, c = syn_crops.shape[1:3]  # crops are square; frames are not
+    real = np.stack([cv2.resize(p, (h, h), interpolation=cv2.INTER_NEAREST) for p in real_patches])
     pad = 2
     rows = []
     for i in range(len(syn_crops)):
         cells = [syn_crops[i], ref[i], diff[i], real[i]]
-        row = np.full((c + pad, 4 * (c + pad), 3), 255, np.uint8)
+        row = np.full((h + pad, 3 * (c + pad) + h + pad, 3), 255, np.uint8)
         for j, im in enumerate(cells):
-            row[:c, j * (c + pad): j * (c + pad) + c] = im
+            row[:h, j * (c + pad): j * (c + pad) + im.shape[1]] = im
         rows.append(row)
     return np.concatenate(rows)

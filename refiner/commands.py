@@ -46,9 +46,9 @@ def train_cmd(synthetic, real, out, profile, seed, device, resume, threads, sess
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Synthetic dataset to refine.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New dataset dir.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--frames", type=click.Choice(["copy", "refine"]), default="copy", show_default=True,
-              help="Low-res full frames: copy unchanged (default; the refiner learned crop-scale statistics) "
-                   "or refine them too.")
+@click.option("--frames", type=click.Choice(["copy", "refine"]), default="refine", show_default=True,
+              help="Full frames (the localizer's input): refine them like the crops (default), or copy them "
+                   "unchanged.")
 def apply_cmd(ckpt, data, out, device, frames) -> None:
     """Write a refined copy of a dataset: same labels, refined crops; manifest records the refiner."""
     from refiner.apply import refine_dataset

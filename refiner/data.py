@@ -9,10 +9,17 @@ Real images are read WITHOUT labels, from either
 `--sessions` / `--include` / `--exclude` (fnmatch globs on the path relative to the root) choose which
 images the refiner may see, so the images a score is computed on can be kept out (no leakage).
 
-Scale matching: the pose model sees crops whose side is crop_box side (full-res px) resampled to C px,
+Content matching (`patches="frames"`, the default): synthetic windows are random P×P windows of the whole
+synthetic frames (working resolution) and real windows are random P×P windows of whole real photos cut at
+the same scale (window = P·W_real/W_frame native px, resized to P). Every real photo and every render shows
+the cube from like-real cameras, so both sides hold the same kind of content (desk, cube, background) in the
+same proportions and the discriminator can only separate appearance.
+
+Scale matching for crops (`patches="crops"`, the earlier design): the pose model sees crops whose side is crop_box side (full-res px) resampled to C px,
 so one crop pixel covers side/C camera pixels. Real patches are cut at that same scale (a window of
 P·side/C native pixels, side drawn from the synthetic dataset, resized to P px), so the discriminator
-compares real and synthetic images at the pixel scale the pose model will see them at.
+compares real and synthetic images at the pixel scale the pose model will see them at — but synthetic crop
+windows always hold the cube while random real windows mostly do not: D then separates content.
 """
 from __future__ import annotations
 
@@ -126,6 +133,12 @@ def load_real_images(files: list[Path]) -> list[np.ndarray]:
     return [read_rgb(f) for f in files]
 
 
+def frame_scales(full_w: float, frame_w: int) -> np.ndarray:
+    """Native camera pixels per working-frame pixel (one value): real photos cut at this scale look like
+    the synthetic full frames (whole frames resized to the working resolution)."""
+    return np.asarray([float(full_w) / float(frame_w)])
+
+
 def crop_scales(labels: np.ndarray, crop_px: int) -> np.ndarray:
     """Native camera pixels per crop pixel for every synthetic sample (crop side / C)."""
     return np.asarray(labels["crop_box_full_px"][:, 2], dtype=np.float64) / float(crop_px)
@@ -160,15 +173,15 @@ def sample_synthetic_patches(crops: np.ndarray, n: int, patch_px: int, rng: np.r
                              tries: int = 20) -> np.ndarray:
     """n random P×P windows (n,P,P,3) uint8 of the synthetic crops (n_total,C,C,3). With `masks`
     (the crop_masks), windows that show the cube are redrawn (up to `tries` times): background only."""
-    c = crops.shape[1]
-    if patch_px > c:
-        raise UserError(f"patch size {patch_px} px is larger than the dataset's {c}-px crops")
+    h, w = crops.shape[1:3]
+    if patch_px > min(h, w):
+        raise UserError(f"patch size {patch_px} px is larger than the dataset's {h}×{w}-px images")
     pool = np.arange(len(crops)) if indices is None else indices
     out = np.empty((n, patch_px, patch_px, 3), np.uint8)
     for k in range(n):
         for _ in range(tries if masks is not None else 1):
             i = pool[rng.integers(len(pool))]
-            y0, x0 = rng.integers(0, c - patch_px + 1, size=2)
+            y0, x0 = rng.integers(0, np.array([h, w]) - patch_px + 1)
             if masks is None or not masks[i, y0:y0 + patch_px, x0:x0 + patch_px].any():
                 break
         out[k] = crops[i, y0:y0 + patch_px, x0:x0 + patch_px]
@@ -178,12 +191,12 @@ def sample_synthetic_patches(crops: np.ndarray, n: int, patch_px: int, rng: np.r
 def sample_synthetic_windows(crops: np.ndarray, masks: np.ndarray, n: int, patch_px: int,
                              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Like sample_synthetic_patches (same draws) but also returns the windows' crop masks (n,P,P)."""
-    c = crops.shape[1]
+    h, w = crops.shape[1:3]
     out = np.empty((n, patch_px, patch_px, 3), np.uint8)
     out_m = np.empty((n, patch_px, patch_px), np.uint8)
     for k in range(n):
         i = rng.integers(len(crops))
-        y0, x0 = rng.integers(0, c - patch_px + 1, size=2)
+        y0, x0 = rng.integers(0, np.array([h, w]) - patch_px + 1)
         out[k] = crops[i, y0:y0 + patch_px, x0:x0 + patch_px]
         out_m[k] = masks[i, y0:y0 + patch_px, x0:x0 + patch_px]
     return out, out_m

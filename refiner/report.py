@@ -13,6 +13,70 @@ from refiner.label_check import aruco_dictionary_of, label_preservation
 from refiner.realism import domain_classifier_accuracy, kid, random_features
 
 
+def real_cube_centres(real_root: Path, files: list[Path]) -> dict[str, np.ndarray]:
+    """Projected cube centre (px) of every labelled BOP image among `files` — used ONLY to place measurement
+    windows on held-back images (never for training)."""
+    from core.bop import load_bop_scenes
+    out = {}
+    for im in load_bop_scenes(real_root):
+        if im.gts and str(im.rgb_path.resolve()) in {str(f.resolve()) for f in files}:
+            t = im.gts[0].t_mm
+            uv = im.K @ t
+            out[str(im.rgb_path.resolve())] = uv[:2] / uv[2]
+    return out
+
+
+def centred_windows(images: list[np.ndarray], centres: np.ndarray, win_px: np.ndarray, out_px: int,
+                    rng: np.random.Generator, jitter: float = 0.25) -> np.ndarray:
+    """(n,P,P,3) windows of side win_px[i] around centres[i] (± jitter·side, clamped inside the image),
+    resized to P. The same function cuts real and synthetic windows, so both hold the cube the same way."""
+    import cv2
+    out = np.empty((len(images), out_px, out_px, 3), np.uint8)
+    for k, (im, c, w) in enumerate(zip(images, centres, win_px)):
+        h, wd = im.shape[:2]
+        w = int(max(4, min(round(w), h, wd)))
+        cx, cy = c + rng.uniform(-jitter, jitter, 2) * w
+        x0 = int(np.clip(round(cx - w / 2), 0, wd - w))
+        y0 = int(np.clip(round(cy - w / 2), 0, h - w))
+        crop = im[y0:y0 + w, x0:x0 + w]
+        out[k] = cv2.resize(crop, (out_px, out_px), interpolation=cv2.INTER_AREA if w > out_px else cv2.INTER_LINEAR)
+    return out
+
+
+def cube_centred_realism(R, ds, idx: np.ndarray, real_root: Path, held: list[Path], patch: int, n_patches: int,
+                         classifier_steps: int, seed: int, dev) -> dict | None:
+    """Domain-classifier accuracy on cube-centred frame-scale windows: held-back real photos (windows around
+    their labelled cube centre) vs synthetic and refined full frames (around the rendered cube centre), same
+    scale (P working-frame px). None when the real set has no labelled held-back images (not a BOP root)."""
+    try:
+        centres = real_cube_centres(real_root, held)
+    except Exception:  # a plain folder of photos: no labels to centre on
+        return None
+    keys = sorted(centres)
+    if len(keys) < 4:
+        return None
+    imgs = rdata.load_real_images([Path(k) for k in keys])
+    cam_w, fw = float(ds.manifest["full_hw"][1]), int(ds.frames.shape[2])
+    rng = np.random.default_rng(seed + 20)
+    reps = max(1, n_patches // len(keys))
+    r_imgs = [im for im in imgs for _ in range(reps)]
+    r_c = np.array([centres[k] for k in keys for _ in range(reps)])
+    r_w = np.array([patch * im.shape[1] / fw for im in imgs for _ in range(reps)])
+    real = centred_windows(r_imgs, r_c, r_w, patch, rng)
+    half = len(keys) // 2 * reps  # classifier trained on one half of the images, tested on the other
+    frames = ds.frames[idx]
+    c_syn = np.asarray(ds.labels["center_full_px"][idx], dtype=np.float64) * fw / cam_w
+    out = {"n_real_images": len(keys), "window_frame_px": patch}
+    ref_frames = refine_images(R, frames)
+    for name, fr in (("synthetic", frames), ("refined", ref_frames)):
+        r2 = np.random.default_rng(seed + 21)  # same windows for synthetic and refined (paired)
+        w = centred_windows(list(fr), c_syn, np.full(len(fr), patch, float), patch, r2)
+        h2 = len(w) // 2
+        out[name] = domain_classifier_accuracy(real[:half], w[:h2], real[half:], w[h2:], steps=classifier_steps,
+                                               seed=seed, device=dev)
+    return out
+
+
 def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: str | Path,
                   sessions: tuple[str, ...] = (), include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
                   n: int = 300, n_patches: int = 600, classifier_steps: int = 300, seed: int = 0,
@@ -32,6 +96,10 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
     masks = ds.crop_masks[idx]
     ref = refine_images(R, syn)
     labels = label_preservation(syn, ref, masks, aruco_dictionary_of(ds.spec))
+    # frames too: what the localizer sees (markers are small at the working resolution; counts say how many)
+    frames = ds.frames[idx]
+    labels_frames = label_preservation(frames, refine_images(R, frames), ds.frame_masks[idx],
+                                       aruco_dictionary_of(ds.spec))
 
     # realism on real images the refiner did not see
     files, source = rdata.list_real_images(real, sessions, include, exclude)
@@ -69,6 +137,13 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
                                             device=dev)
         realism[name] = {"domain_classifier_accuracy": acc, "kid": k_mean, "kid_std": k_std,
                          "domain_classifier_accuracy_background": acc_bg}
+    centred = None
+    if source["kind"] == "bop":
+        centred = cube_centred_realism(R, ds, idx, Path(source["root"]), held, patch, n_patches,
+                                       classifier_steps, seed, dev)
+    atomic_write_png(Path(out_dir) / "samples_frames.png",
+             sample_grid(R, frames[:6], rdata.sample_real_patches(imgs, 6, patch, np.random.default_rng(seed + 5),
+                                                                 rdata.frame_scales(cam_w, frames.shape[2]), cam_w), dev))
     atomic_write_png(Path(out_dir) / "samples.png",
              sample_grid(R, syn[:8], rdata.sample_real_patches(imgs, min(8, len(syn)), patch,
                                                               np.random.default_rng(seed + 5), scales, cam_w), dev))
@@ -79,7 +154,8 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
         "refiner_real_sessions": meta["real"]["sessions"],
         "realism_real": {"root": source["root"], "sessions": source["sessions"], "n_images": len(held),
                          "excluded_seen_by_refiner": overlap},
-        "label_preservation": labels, "realism": realism, "seed": seed, "code_version": code_version(),
+        "label_preservation": labels, "label_preservation_frames": labels_frames, "realism": realism,
+        "realism_cube_centred": centred, "patches": meta["config"].get("patches", "crops"), "seed": seed, "code_version": code_version(),
     }
     lp, rs = labels, realism
     lines = [
@@ -96,6 +172,14 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
         f"silhouette edge recall {lp['silhouette_edge_recall_synthetic'].get('mean', float('nan')):.3f} → "
         f"{lp['silhouette_edge_recall_refined'].get('mean', float('nan')):.3f}",
     ]
+    if centred:
+        lines.append(f"realism on cube-centred frame windows ({centred['n_real_images']} held-back labelled photos): "
+                     f"domain-classifier accuracy {centred['synthetic']:.3f} → {centred['refined']:.3f}")
+    if "aruco" in labels_frames:
+        a = labels_frames["aruco"]
+        lines.append(f"frames: ArUco markers detected {a['markers_synthetic']} → {a['markers_refined']}; corner shift "
+                     f"median {a['corner_shift_px'].get('median', float('nan')):.3f} px; edge chamfer median "
+                     f"{labels_frames['edge_chamfer_px'].get('median', float('nan')):.3f} px")
     if "aruco" in lp:
         a = lp["aruco"]
         lines.append(f"ArUco markers detected {a['markers_synthetic']} → {a['markers_refined']}; corner shift median "

@@ -4,8 +4,8 @@
     2. pre-train D on real vs R(synthetic) (pretrain_d_steps),
     3. `steps` iterations of: K_g refiner steps (adversarial + λ·self-reg), K_d discriminator steps
        (real vs refined, half of the refined batch from the history buffer once it is full).
-Training data: random P×P windows of the synthetic crops vs scale-matched random P×P patches of the
-unlabelled real images (see refiner/data.py). Outputs in cfg.out:
+Training data (default `patches="frames"`): random P×P windows of the whole synthetic frames vs random
+P×P windows of whole unlabelled real photos cut at the same scale — content-matched (see refiner/data.py). Outputs in cfg.out:
     refiner.pt (weights + everything needed to apply it + the list of real files it saw),
     refiner_card.json (the same without weights), state.pt (resume), log.csv, losses.png,
     grids/step_NNNNNN.png (synthetic | refined | 4·|refined − synthetic| | real).
@@ -51,13 +51,16 @@ class RefinerConfig:
     # data
     patch_px: int = 64
     batch: int = 16
-    scale_match: bool = True          # real patches resampled to the synthetic crops' pixel scale
+    patches: str = "frames"           # "frames": windows of whole frames on both sides (content-matched, see data.py);
+                                      # "crops": synthetic crop windows vs real windows at crop scale (content differs)
+    scale_match: bool = True          # patches="crops": real patches resampled to the synthetic crops' pixel scale
     max_real_images: int = 400        # cap on images held in memory (evenly spaced subset)
     # optimisation
-    # λ chosen with refine check (see refiner/README.md): λ ≤ 1 erases the markers/cube, λ = 10 alone loses
-    # a third of the ArUco detections, λ = 10 + λ_cube = 30 keeps 99.6 % of them (corner shift 0.12 px)
-    lam: float = 10.0                 # self-regularization weight (mean |R(x) − x| per pixel vs mean BCE per patch)
-    lam_cube: float = 30.0            # extra self-regularization on the cube's pixels (crop_masks): mean(mask·|R(x) − x|)
+    # λ chosen with refine check on the tune session only (held-back photos; refiner/README.md): λ = 3 + λ_cube = 10
+    # keeps 99 % of the markers (corner shift 0.13 px) and is the only setting that moves the cube-centred domain
+    # classifier (1.000 → 0.965); λ = 1 loses half the markers; λ = 10 + 30 leaves the images almost unchanged
+    lam: float = 3.0                  # self-regularization weight (mean |R(x) − x| per pixel vs mean BCE per patch)
+    lam_cube: float = 10.0            # extra self-regularization on the cube's pixels (frame/crop masks): mean(mask·|R(x) − x|)
     k_g: int = 1
     k_d: int = 1
     lr_r: float = 2e-4
@@ -165,17 +168,24 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
     if crops.ndim != 4 or crops.shape[3] != 3:
         raise UserError(f"{ds.root}: crops: expected (n,C,C,3) RGB, got shape {crops.shape}")
     crop_px = int(crops.shape[1])
-    crop_masks = ds.crop_masks if cfg.lam_cube else None
-    if cfg.patch_px > crop_px:
-        raise UserError(f"{ds.root}: crops are {crop_px} px, smaller than the refiner's {cfg.patch_px}-px patches")
+    if cfg.patches not in ("frames", "crops"):
+        raise UserError(f"refiner config: patches: expected frames or crops, got {cfg.patches!r}")
+    cam_w = float(ds.manifest["full_hw"][1])
+    if cfg.patches == "frames":  # content-matched: whole frames on both sides, same scale
+        src, src_masks = ds.frames, (ds.frame_masks if cfg.lam_cube else None)
+        scales = rdata.frame_scales(cam_w, src.shape[2])
+    else:
+        src, src_masks = crops, (ds.crop_masks if cfg.lam_cube else None)
+        scales = rdata.crop_scales(ds.labels, crop_px) if cfg.scale_match else None
+    if cfg.patch_px > min(src.shape[1:3]):
+        raise UserError(f"{ds.root}: {cfg.patches} are {src.shape[1]}×{src.shape[2]} px, smaller than the "
+                        f"refiner's {cfg.patch_px}-px patches")
     real_files, real_source = rdata.list_real_images(cfg.real, cfg.sessions, cfg.include, cfg.exclude)
     if len(real_files) > cfg.max_real_images:  # evenly spaced, deterministic subset
         keep = np.linspace(0, len(real_files) - 1, cfg.max_real_images).round().astype(int)
         real_files = [real_files[i] for i in keep]
         real_source["files"] = [real_source["files"][i] for i in keep]
     real_images = rdata.load_real_images(real_files)
-    scales = rdata.crop_scales(ds.labels, crop_px) if cfg.scale_match else None
-    cam_w = float(ds.manifest["full_hw"][1])
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -186,7 +196,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
     buffer = HistoryBuffer(cfg.buffer_capacity, seed=cfg.seed)
     # fixed samples for the grids: same synthetic crops and real patches at every logged step
     grid_rng = np.random.default_rng(cfg.seed + 1)
-    grid_syn = crops[np.sort(grid_rng.choice(len(crops), min(cfg.grid_rows, len(crops)), replace=False))]
+    grid_syn = src[np.sort(grid_rng.choice(len(src), min(cfg.grid_rows, len(src)), replace=False))]
     grid_real = rdata.sample_real_patches(real_images, len(grid_syn), cfg.patch_px, grid_rng, scales, cam_w)
 
     step, rows, elapsed0 = 0, [], 0.0
@@ -203,7 +213,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
         step, rows, elapsed0 = st["step"], st["rows"], st["elapsed_s"]
 
     def syn_batch() -> torch.Tensor:
-        return rdata.to_tensor(rdata.sample_synthetic_patches(crops, cfg.batch, cfg.patch_px, rng), device)
+        return rdata.to_tensor(rdata.sample_synthetic_patches(src, cfg.batch, cfg.patch_px, rng), device)
 
     def real_batch() -> torch.Tensor:
         return rdata.to_tensor(rdata.sample_real_patches(real_images, cfg.batch, cfg.patch_px, rng, scales, cam_w), device)
@@ -223,7 +233,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
 
     def r_step(adversarial: bool) -> tuple[float, float]:
         if cfg.lam_cube:
-            xs, ms = rdata.sample_synthetic_windows(crops, crop_masks, cfg.batch, cfg.patch_px, rng)
+            xs, ms = rdata.sample_synthetic_windows(src, src_masks, cfg.batch, cfg.patch_px, rng)
             x, m = rdata.to_tensor(xs, device), torch.from_numpy(ms).to(device).float().unsqueeze(1)
         else:
             x, m = syn_batch(), None

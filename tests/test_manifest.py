@@ -29,12 +29,12 @@ def _train(data, out, pipeline, **kw):
     return json.loads((out / "model_card.json").read_text())
 
 
-def test_adr_on_its_pool_and_oracle_on_real_photos_warn_nothing(tmp_path, capsys):
+def test_adr_on_nominal_renders_and_oracle_on_real_photos_warn_nothing(tmp_path, capsys):
     from eval.real_dataset import real_to_dataset
     from core.objects import load_object_spec
     from render.dataset import SyntheticDataset
     from render.export import export_bop
-    pool = _gen(tmp_path / "pool", "adr-pool")
+    pool = _gen(tmp_path / "pool", "nominal")  # adr's render workers start from a nominal set
     capsys.readouterr()
     _train(pool, tmp_path / "adr", "adr")
     assert "warning" not in capsys.readouterr().err
@@ -47,7 +47,7 @@ def test_adr_on_its_pool_and_oracle_on_real_photos_warn_nothing(tmp_path, capsys
     assert "warning" not in capsys.readouterr().err
     assert card["space"] == "randomizer/default.yaml"  # a real-photo set records no space
     # a dataset of another kind still gets its one warning
-    _train(pool, tmp_path / "none", "none")
+    _train(pool, tmp_path / "dr", "dr")
     assert capsys.readouterr().err.count("warning") == 1
 
 

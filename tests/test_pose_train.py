@@ -158,7 +158,8 @@ def test_adr_and_dr_pipelines_plug_in(tiny_data, tmp_path):
     assert card["pipeline"] == "adr" and "adr_final_ranges" in card and np.isfinite(card["adr_entropy"])
     assert (tmp_path / "adr" / "adr_ranges.csv").is_file()
     state = torch.load(ck, weights_only=True)["pipeline_state"]
-    assert state["adr"]["counters"]["n_draws"] == state["step"] > 0
+    assert state["step"] > 0 and state["adr"]["counters"]["n_draws"] == state["n_jobs"] > 0  # jobs went to workers
+    assert card["adr_throughput"]["trainer_samples_per_s"] > 0 and (tmp_path / "adr" / "adr_vs_dr.png").is_file()
     from pose_model.pipelines import make_pipeline
     pipe = make_pipeline("dr", None, 0, torch.device("cpu"))
     pipe.set_epoch_seed(0)

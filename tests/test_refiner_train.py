@@ -66,7 +66,8 @@ def test_train_writes_checkpoint_grid_log_and_real_file_list(tiny_refiner):
     grids = sorted((run / "grids").glob("step_*.png"))
     assert [g.name for g in grids] == ["step_000005.png", "step_000010.png"]
     grid = cv2.imread(str(grids[-1]))
-    assert grid.shape[0] == 3 * (48 + 2) and grid.shape[1] == 4 * (48 + 2)  # 3 rows × (syn|refined|diff|real)
+    # 3 rows × (synthetic frame 64×48 | refined | diff | real window resized to 48×48): whole frames by default
+    assert grid.shape[0] == 3 * (48 + 2) and grid.shape[1] == 3 * (64 + 2) + 48 + 2
     log = (run / "log.csv").read_text().strip().splitlines()
     assert log[0].startswith("step,phase,loss_reg,loss_adv,loss_d,d_acc_real,d_acc_refined")
     assert len(log) == 1 + 5 and "adversarial" in log[-1]
@@ -113,7 +114,7 @@ def test_history_buffer_capacity_and_half_from_buffer():
 def test_apply_keeps_labels_byte_identical(tiny_refiner, tiny_data, tmp_path):
     from render.dataset import SyntheticDataset
     from refiner.apply import refine_dataset
-    out = refine_dataset(tiny_refiner, tiny_data, tmp_path / "refined", device="cpu")
+    out = refine_dataset(tiny_refiner, tiny_data, tmp_path / "refined", device="cpu", frames="copy")
     src, ref = SyntheticDataset(tiny_data), SyntheticDataset(out)
     for s in src.manifest["shards"]:
         for name in ("labels.npy", "params.json", "crop_masks.npy", "frame_masks.npy", "frames.npy"):
@@ -124,6 +125,13 @@ def test_apply_keeps_labels_byte_identical(tiny_refiner, tiny_data, tmp_path):
     assert rb["frames"] == "copied" and rb["crops"] == "refined" and rb["trained_on"]["real_sessions"] == ["data"]
     assert rb["trained_on"]["n_real_files"] == 3 and ref.manifest["derived_from"]["content_hash"] == src.manifest["content_hash"]
     assert len(ref) == len(src) and ref.manifest["format"] == src.manifest["format"]
+    # the default refines what the model sees: frames (the localizer's input) as well as crops
+    both = SyntheticDataset(refine_dataset(tiny_refiner, tiny_data, tmp_path / "refined2", device="cpu"))
+    assert both.manifest["refined_by"]["frames"] == "refined" and both.manifest["refined_by"]["patches"] == "frames"
+    assert both.frames.shape == src.frames.shape and np.array_equal(both.labels, src.labels)
+    from refiner.apply import load_refiner, refine_images
+    R, _ = load_refiner(tiny_refiner, "cpu")
+    assert np.array_equal(both.frames, refine_images(R, src.frames))  # frames are R's output, not a copy
 
 
 def test_apply_leaves_nothing_on_failure(tiny_refiner, tiny_data, tmp_path):
@@ -188,3 +196,28 @@ def test_sessions_split_the_aruco_photos_without_overlap():
     assert sa["sessions_available"] == ["data", "test1"]
     assert all(f.startswith("src2/data/") for f in sa["files"])
     assert all(f.startswith("src2/test1_result/") for f in sb["files"])
+
+
+def test_check_reports_frames_and_cube_centred_realism(tiny_refiner, tiny_data, tmp_path):
+    """`refine check` against a labelled BOP set (here: another render exported as BOP): label preservation on
+    frames as well as crops, and the domain classifier on cube-centred windows (real windows placed with the
+    held-back set's labels, synthetic ones with the render's)."""
+    from refiner.report import centred_windows, check_refiner
+    from render.dataset import SyntheticDataset
+    from render.export import export_bop
+    from render.generate import GenerateConfig, generate_dataset
+    other = generate_dataset(GenerateConfig(object="aruco-cube", n=8, seed=9, frame_width=64, crop_px=48),
+                             tmp_path / "other", workers=1, progress=False)
+    bop = export_bop(SyntheticDataset(other), tmp_path / "bop")
+    rep = check_refiner(tiny_refiner, tiny_data, str(bop), tmp_path / "check", n=12, n_patches=16,
+                        classifier_steps=5, device="cpu")
+    c = rep["realism_cube_centred"]
+    assert c["n_real_images"] == 8 and 0.0 <= c["synthetic"] <= 1.0 and 0.0 <= c["refined"] <= 1.0
+    assert rep["label_preservation_frames"]["n_samples"] == 12 and rep["patches"] == "frames"
+    assert (tmp_path / "check" / "samples_frames.png").is_file() and "cube-centred" in rep["summary"]
+    # a window centred on a bright dot holds the dot (near its middle, up to the jitter)
+    im = np.zeros((60, 80, 3), np.uint8)
+    im[28:32, 48:52] = 255
+    w = centred_windows([im], np.array([[50.0, 30.0]]), np.array([20.0]), 20, np.random.default_rng(0), jitter=0.1)
+    ys, xs = np.nonzero(w[0, :, :, 0])
+    assert len(ys) and abs(ys.mean() - 9.5) <= 3 and abs(xs.mean() - 9.5) <= 3
