@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,6 +28,17 @@ class ModelMeta:
     loc_width: int
     reg_width: int
     reg_hidden: int
+    size_xyz_m: tuple[float, float, float] | None = None   # the cuboid's sides (None: a cube of size_m)
+
+
+N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
+
+
+def keypoints_m(size_xyz_m) -> torch.Tensor:
+    """(9,3) object-frame keypoints: the centre, then the 8 corners (x slowest, as ObjectSpec.corners_m)."""
+    h = torch.as_tensor(size_xyz_m, dtype=torch.float64) / 2
+    c = [[sx * h[0], sy * h[1], sz * h[2]] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    return torch.tensor([[0.0, 0.0, 0.0]] + c, dtype=torch.float64)
 
 
 class PoseModel(nn.Module):
@@ -33,8 +46,9 @@ class PoseModel(nn.Module):
         super().__init__()
         self.meta = meta
         self.localizer = Localizer(meta.loc_width)
-        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden)
+        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP)
         self.register_buffer("syms", symmetries.float())
+        self.register_buffer("kp_obj", keypoints_m(meta.size_xyz_m or (meta.size_m,) * 3).float())
 
     # ---- localizer ----------------------------------------------------------------------------------
     def loc_targets(self, centre_full: torch.Tensor, side_full: torch.Tensor):
@@ -97,27 +111,78 @@ class PoseModel(nn.Module):
         R_allo = G.rot6d_to_matrix(out["rot6d"])
         return G.allo_to_ego(R_allo, t), t, R_allo
 
-    def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple):
-        """Per-sample losses (B,) of rotation (min over symmetries), centre and depth."""
+    def kp_targets(self, R: torch.Tensor, t: torch.Tensor, Kc: torch.Tensor) -> torch.Tensor:
+        """(B,S,9,2): the keypoints' projections into the crop (crop units, as `offset`) for the pose R·g of
+        each symmetry g: a symmetric cube looks the same under every g, so which corner is which is decided
+        by the rotation the network chose (reg_loss picks the g nearest its rotation)."""
+        n = self.meta.crop_px
+        Rg = R[:, None] @ self.syms[None].to(R.dtype)                               # (B,S,3,3)
+        X = (Rg[:, :, None] @ self.kp_obj.to(R.dtype)[None, None, :, :, None])[..., 0] + t[:, None, None]
+        uv = G.project(X, Kc[:, None, None])
+        return (uv + 0.5) / n - 0.5
+
+    def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple,
+                 kp: torch.Tensor | None = None):
+        """Per-sample losses (B,) of rotation (min over symmetries), centre and depth, and with `kp`
+        (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the nearest symmetry."""
         Rp = G.rot6d_to_matrix(out["rot6d"])
         Rg = R_allo[:, None] @ self.syms[None]
-        l_rot = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1).values.clamp_min(1e-8).sqrt()
+        d_rot, g = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1)
+        l_rot = d_rot.clamp_min(1e-8).sqrt()
         l_c = (out["offset"] - offset).abs().sum(-1)
         l_d = (out["depth_code"] - code).abs()
-        return w[0] * l_rot + w[1] * l_c + w[2] * l_d, (l_rot, l_c, l_d)
+        total = w[0] * l_rot + w[1] * l_c + w[2] * l_d
+        if kp is None or len(w) < 4 or "kp" not in out:
+            return total, (l_rot, l_c, l_d)
+        tgt = kp[torch.arange(len(g), device=g.device), g]                            # (B,9,2)
+        l_kp = (out["kp"] - tgt).abs().sum(-1).mean(-1)
+        return total + w[3] * l_kp, (l_rot, l_c, l_d, l_kp)
+
+    def pnp(self, kp_crop: torch.Tensor, Kc: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor,
+            max_err_px: float | None = None):
+        """Pose from the predicted keypoints (crop units) by PnP in the crop's K (OpenCV: RANSAC from the direct
+        head's pose, then Levenberg-Marquardt). → R (B,3,3), t (B,3), ok (B,) bool; where PnP fails or its
+        reprojection error is above max_err_px (default 5 % of the crop) the direct pose is kept."""
+        n = self.meta.crop_px
+        max_err_px = 0.05 * n if max_err_px is None else max_err_px
+        uv = ((kp_crop.double() + 0.5) * n - 0.5).cpu().numpy()
+        K = Kc.double().cpu().numpy()
+        X = self.kp_obj.double().cpu().numpy()
+        R_out, t_out = R0.double().cpu().numpy().copy(), t0.double().cpu().numpy().copy()
+        ok = np.zeros(len(uv), bool)
+        for i in range(len(uv)):
+            R_i, t_i, good = solve_pnp(X, uv[i], K[i], R_out[i], t_out[i], max_err_px)
+            # the direct head is the sanity check: keypoints that collapsed or scattered give a far-off depth
+            if good and abs(np.log(t_i[2] / max(t_out[i][2], 1e-6))) < 0.3:
+                R_out[i], t_out[i], ok[i] = R_i, t_i, True
+        dev, dt = R0.device, R0.dtype
+        return (torch.as_tensor(R_out, dtype=dt, device=dev), torch.as_tensor(t_out, dtype=dt, device=dev),
+                torch.as_tensor(ok, device=dev))
+
+    def crop_side(self, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """The crop side for a pose: crop_factor × the renderer's rule (2 × the larger side of the projected
+        corners' bounding box), so a re-sized crop frames the cube the way the training crops did."""
+        X = (R[:, None] @ self.kp_obj[1:].to(R.dtype)[None, :, :, None])[..., 0] + t[:, None]
+        uv = G.project(X, K[:, None])
+        ext = (uv.max(1).values - uv.min(1).values).max(-1).values
+        return 2.0 * ext * self.meta.crop_factor
 
     # ---- end to end ---------------------------------------------------------------------------------
     @torch.no_grad()
     def infer(self, frames: torch.Tensor, crop_source, K_full: torch.Tensor, refine_iters: int = 1,
-              boxes: torch.Tensor | None = None, image_hw: tuple[int, int] | None = None):
+              boxes: torch.Tensor | None = None, image_hw: tuple[int, int] | None = None,
+              resize_crop: bool = True, head: str = "pnp"):
         """End-to-end inference on a batch.
 
         frames: (B,3,Hf,Wf) float in [0,1] at the working resolution;
         crop_source(boxes (B,3) full-res px, out_px) → (B,3,n,n) float crops (from the full-res photo at
         test time, from the rendered crop on the synthetic validation set);
         boxes: skip the localizer and use these crop boxes (the GT-crop diagnostic);
-        image_hw: size of the image K_full belongs to (default: the training camera's).
-        → dict R (B,3,3), t_m (B,3), score (B,), centre/side of the localizer, box of the last crop.
+        image_hw: size of the image K_full belongs to (default: the training camera's);
+        resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
+        head: "pnp" (keypoints + PnP, the direct pose where PnP fails) or "direct" (the 6D/depth head).
+        → dict R, t_m (the chosen head), R_direct, t_direct, pnp_ok (B,) bool, score (B,), centre/side of the
+        localizer, box of the last crop.
         """
         n = self.meta.crop_px
         if boxes is None:
@@ -126,11 +191,52 @@ class PoseModel(nn.Module):
         else:
             centre = torch.stack([boxes[:, 0] + boxes[:, 2] / 2 - 0.5, boxes[:, 1] + boxes[:, 2] / 2 - 0.5], -1)
             side, score = boxes[:, 2], torch.ones(len(boxes), device=boxes.device)
+        if head not in ("pnp", "direct"):
+            raise ValueError(f"head {head!r}: expected 'pnp' or 'direct'")
         loc_centre, loc_side = centre, side
         for it in range(1 + max(0, refine_iters)):
             box = G.box_around(centre, side)
             Kc = G.crop_K(K_full, box, n)
             out = self.regressor(crop_source(box, n))
-            R, t, _ = self.reg_decode(out, Kc)
-            centre = G.project(t, K_full)
-        return {"R": R, "t_m": t, "score": score, "loc_centre": loc_centre, "loc_side": loc_side, "box": box}
+            R_d, t_d, _ = self.reg_decode(out, Kc)
+            R, t, ok = (R_d, t_d, torch.zeros(len(R_d), dtype=torch.bool, device=R_d.device))
+            if head == "pnp":
+                R, t, ok = self.pnp(out["kp"], Kc, R_d, t_d)
+            if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
+                good = t[:, 2] > 1e-3
+                centre = torch.where(good[:, None], G.project(t, K_full), centre)
+                if resize_crop:
+                    side = torch.where(good, self.crop_side(R, t, K_full), side)
+        return {"R": R, "t_m": t, "R_direct": R_d, "t_direct": t_d, "pnp_ok": ok, "score": score,
+                "loc_centre": loc_centre, "loc_side": loc_side, "box": box}
+
+
+def solve_pnp(X: np.ndarray, uv: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: np.ndarray,
+              max_err_px: float = np.inf) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Object points X (N,3) m, their image points uv (N,2) px, K → (R, t, ok): RANSAC (EPnP minimal sets,
+    falling back to the initial pose R0, t0 when RANSAC finds no consensus), then LM refinement on the
+    inliers. ok is False when the result is behind the camera or its RMS reprojection error > max_err_px."""
+    dist = np.zeros(5)
+    rvec0, _ = cv2.Rodrigues(np.ascontiguousarray(R0, np.float64))
+    tvec0 = np.asarray(t0, np.float64).reshape(3, 1)
+    X = np.ascontiguousarray(X, np.float64)
+    uv = np.ascontiguousarray(uv, np.float64)
+    if not (np.isfinite(uv).all() and np.isfinite(tvec0).all()):
+        return R0, t0, False
+    try:
+        found, rvec, tvec, inl = cv2.solvePnPRansac(X, uv, K, dist, rvec0.copy(), tvec0.copy(), True,
+                                                    iterationsCount=50, reprojectionError=max(1.0, max_err_px / 2),
+                                                    confidence=0.99, flags=cv2.SOLVEPNP_ITERATIVE)
+        if not found or inl is None or len(inl) < 6:
+            rvec, tvec, inl = rvec0.copy(), tvec0.copy(), np.arange(len(X))[:, None]
+        idx = inl[:, 0]
+        rvec, tvec = cv2.solvePnPRefineLM(X[idx], uv[idx], K, dist, rvec, tvec)
+    except cv2.error:
+        return R0, t0, False
+    proj, _ = cv2.projectPoints(X, rvec, tvec, K, dist)
+    err = float(np.sqrt(((proj[:, 0] - uv) ** 2).sum(-1).mean()))
+    R = cv2.Rodrigues(rvec)[0]
+    t = tvec[:, 0]
+    if not (t[2] > 0 and err <= max_err_px and np.isfinite(R).all()):
+        return R0, t0, False
+    return R, t, True

@@ -25,9 +25,11 @@ from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, split
 from pose_model.model import ModelMeta, PoseModel
 from pose_model.pipelines import make_pipeline, warn
 
-CKPT_FORMAT = "sim2real-pose/1"
-CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_loc",
-              "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_gtcrop",
+CKPT_FORMAT = "sim2real-pose/2"   # /2: the regressor also predicts keypoints (the PnP head)
+OLD_FORMATS = ("sim2real-pose/1",)
+CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_kp",
+              "train_loc", "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_direct",
+              "val_te_med_mm_direct", "val_pnp_ok", "val_re_med_deg_gtcrop",
               "val_te_med_mm_gtcrop", "val_loc_centre_err_px", "val_loc_size_err", "epoch_time_s", "img_per_s")
 
 
@@ -61,12 +63,13 @@ def _load_dataset(path: str):
 
 @torch.no_grad()
 def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.device, refine_iters: int,
-             batch_size: int = 128) -> dict:
+             batch_size: int = 128, resize_crop: bool = True, head: str = "pnp") -> dict:
     """End-to-end metrics on synthetic samples (crops cut from the rendered crop, which covers the
-    neighbourhood of the cube at high resolution), plus the ground-truth-crop diagnostic."""
+    neighbourhood of the cube at high resolution) for `head` and for the direct head on the same crops,
+    plus the ground-truth-crop diagnostic."""
     model.eval()
     syms = model.syms
-    res: dict[str, list] = {k: [] for k in ("re", "te", "re_gt", "te_gt", "c_err", "s_err")}
+    res: dict[str, list] = {k: [] for k in ("re", "te", "re_d", "te_d", "ok", "re_gt", "te_gt", "c_err", "s_err")}
     for i in range(0, len(idx), batch_size):
         b = torch.as_tensor(idx[i:i + batch_size])
         frames = to_float(data.frames[b], device)
@@ -74,11 +77,14 @@ def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.de
         cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
         R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
         src = lambda box, n: crops_from_rendered(crops, cb, box, n)  # noqa: E731
-        out = model.infer(frames, src, K, refine_iters)
+        out = model.infer(frames, src, K, refine_iters, resize_crop=resize_crop, head=head)
         gt_box = G.box_around(c, cb[:, 2] * model.meta.crop_factor)
-        out_gt = model.infer(frames, src, K, refine_iters, boxes=gt_box)
+        out_gt = model.infer(frames, src, K, refine_iters, boxes=gt_box, resize_crop=resize_crop, head=head)
         res["re"].append(G.sym_rotation_error_deg(out["R"], R, syms))
         res["te"].append((out["t_m"] - t).norm(dim=-1) * 1000)
+        res["re_d"].append(G.sym_rotation_error_deg(out["R_direct"], R, syms))
+        res["te_d"].append((out["t_direct"] - t).norm(dim=-1) * 1000)
+        res["ok"].append(out["pnp_ok"].float())
         res["re_gt"].append(G.sym_rotation_error_deg(out_gt["R"], R, syms))
         res["te_gt"].append((out_gt["t_m"] - t).norm(dim=-1) * 1000)
         res["c_err"].append((out["loc_centre"] - c).norm(dim=-1))
@@ -87,6 +93,8 @@ def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.de
     med = lambda a: float(np.median(a)) if len(a) else float("nan")  # noqa: E731
     return {"val_re_med_deg": med(r["re"]), "val_te_med_mm": med(r["te"]),
             "val_acc_5deg_5mm": float(np.mean((r["re"] < 5) & (r["te"] < 5))) if len(r["re"]) else float("nan"),
+            "val_re_med_deg_direct": med(r["re_d"]), "val_te_med_mm_direct": med(r["te_d"]),
+            "val_pnp_ok": float(np.mean(r["ok"])) if len(r["ok"]) else float("nan"),
             "val_re_med_deg_gtcrop": med(r["re_gt"]), "val_te_med_mm_gtcrop": med(r["te_gt"]),
             "val_loc_centre_err_px": med(r["c_err"]), "val_loc_size_err": med(r["s_err"]),
             "val_n": int(len(idx))}
@@ -104,7 +112,9 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
     R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
     out_r = model.regressor(crops)
-    l_reg, (l_rot, l_c, l_d) = model.reg_loss(out_r, R_allo, off, code, (cfg.w_rot, cfg.w_centre, cfg.w_depth))
+    kp = model.kp_targets(R, t, Kc)
+    l_reg, (l_rot, l_c, l_d, l_kp) = model.reg_loss(out_r, R_allo, off, code,
+                                                    (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp), kp)
     l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
     loss = l_reg.mean() + cfg.w_loc * l_loc
     with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
@@ -113,7 +123,8 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
         dz = (out_r["depth_code"] - code).abs()  # |log z_pred/z_gt|
         success = (re < cfg.adr_success_deg) & (dz < math.log1p(cfg.adr_success_depth))
     parts = {"train_rot": l_rot.detach().mean().item(), "train_centre": l_c.detach().mean().item(),
-             "train_depth": l_d.detach().mean().item(), "train_loc": l_loc.detach().item()}
+             "train_depth": l_d.detach().mean().item(), "train_kp": l_kp.detach().mean().item(),
+             "train_loc": l_loc.detach().item()}
     return loss, parts, success
 
 
@@ -137,7 +148,7 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
         import matplotlib.pyplot as plt
         ep = [r["epoch"] for r in rows]
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-        for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_loc"):
+        for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_kp", "train_loc"):
             ax[0].plot(ep, [r[k] for r in rows], label=k)
         ax[0].set_yscale("log"); ax[0].set_title("training losses"); ax[0].legend(fontsize=7)
         ax[1].plot(ep, [r["val_re_med_deg"] for r in rows], label="end to end")
@@ -179,7 +190,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     spec = ds.spec
     meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
-                     reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden)
+                     reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
+                     size_xyz_m=tuple(float(v) for v in spec.size_m))
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
@@ -236,10 +248,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1, total, cfg),
                **{k: v / max(1, n_b) for k, v in sums.items()}, "epoch_time_s": ep_time,
                "img_per_s": n_img / max(1e-9, ep_time)}
-        row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
+        row.update(evaluate(model, data, val_idx, device, cfg.refine_iters, resize_crop=cfg.resize_crop,
+                            head=cfg.head))
         rows.append(row)
         bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
-                  f"te {row['val_te_med_mm']:.2f} mm (GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
+                  f"te {row['val_te_med_mm']:.2f} mm (direct {row['val_re_med_deg_direct']:.2f}° "
+                  f"{row['val_te_med_mm_direct']:.2f} mm; GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
                   f"{row['val_te_med_mm_gtcrop']:.2f} mm)  loc {row['val_loc_centre_err_px']:.1f} px")
         pipeline.end_epoch(out)
         ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
@@ -280,6 +294,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ck = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated file, not a torch file, …
         raise UserError(f"{path}: not a readable pose-model checkpoint ({type(e).__name__})") from None
+    if isinstance(ck, dict) and ck.get("format") in OLD_FORMATS:
+        raise UserError(f"{path}: a pose checkpoint of the older format {ck['format']} (no keypoint head); "
+                        f"retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise UserError(f"{path}: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
     return ck
