@@ -41,14 +41,38 @@ def keypoints_m(size_xyz_m) -> torch.Tensor:
     return torch.tensor([[0.0, 0.0, 0.0]] + c, dtype=torch.float64)
 
 
+def shape_symmetries(size_xyz_m) -> torch.Tensor:
+    """(S,3,3) the proper rotations that map the cuboid's SHAPE onto itself (signed permutations with det +1
+    that keep the sides): 24 for a cube, 4 for a box with three different sides."""
+    size = np.asarray(size_xyz_m, float)
+    out = []
+    for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        for signs in np.ndindex(2, 2, 2):
+            P = np.zeros((3, 3))
+            for r, c in enumerate(perm):
+                P[r, c] = 1.0 - 2.0 * signs[r]
+            if np.linalg.det(P) > 0 and np.allclose(np.abs(P) @ size, size, rtol=1e-3):
+                out.append(P)
+    return torch.as_tensor(np.stack(out))
+
+
 class PoseModel(nn.Module):
+    """Localizer + crop regressor. Geometry (rotation, keypoints) is learnt modulo the cuboid's SHAPE symmetries
+    (`geo_syms`: the cube looks like a plain cube at first sight, and regressing to one of 24 equally likely
+    answers averages them); which of them it is — the markers' word — is a classification (`sym_logits`)
+    when the object's own symmetries (`syms`, used in the metrics) are fewer than the shape's."""
+
     def __init__(self, meta: ModelMeta, symmetries: torch.Tensor) -> None:
         super().__init__()
         self.meta = meta
+        size = meta.size_xyz_m or (meta.size_m,) * 3
+        geo = shape_symmetries(size).float()
+        n_cls = len(geo) if len(geo) > len(symmetries) else 0
         self.localizer = Localizer(meta.loc_width)
-        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP)
+        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP, n_cls=n_cls)
         self.register_buffer("syms", symmetries.float())
-        self.register_buffer("kp_obj", keypoints_m(meta.size_xyz_m or (meta.size_m,) * 3).float())
+        self.register_buffer("geo_syms", geo if n_cls else symmetries.float())
+        self.register_buffer("kp_obj", keypoints_m(size).float())
 
     # ---- localizer ----------------------------------------------------------------------------------
     def loc_targets(self, centre_full: torch.Tensor, side_full: torch.Tensor):
@@ -102,13 +126,21 @@ class PoseModel(nn.Module):
         code = G.depth_code(t[:, 2], Kc, n, self.meta.size_m)
         return G.ego_to_allo(R, t), offset, code, Kc
 
+    def sym_choice(self, out: dict) -> torch.Tensor:
+        """(B,3,3) the shape symmetry g the classifier says the geometric estimate is off by (R = R_geo · gᵀ);
+        the identity when there is no classifier."""
+        if "sym_logits" not in out:
+            B = out["rot6d"].shape[0]
+            return torch.eye(3, dtype=out["rot6d"].dtype, device=out["rot6d"].device).expand(B, 3, 3)
+        return self.geo_syms.to(out["rot6d"].dtype)[out["sym_logits"].argmax(-1)]
+
     def reg_decode(self, out: dict, Kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ R (B,3,3) egocentric, t (B,3) metres, R_allo, from the regressor's outputs and the crop's K."""
         n = self.meta.crop_px
         uv = (out["offset"] + 0.5) * n - 0.5
         z = G.depth_from_code(out["depth_code"], Kc, n, self.meta.size_m)
         t = G.translation_from_centre_depth(uv, z, Kc)
-        R_allo = G.rot6d_to_matrix(out["rot6d"])
+        R_allo = G.rot6d_to_matrix(out["rot6d"]) @ self.sym_choice(out).transpose(-1, -2)
         return G.allo_to_ego(R_allo, t), t, R_allo
 
     def kp_targets(self, R: torch.Tensor, t: torch.Tensor, Kc: torch.Tensor) -> torch.Tensor:
@@ -116,19 +148,22 @@ class PoseModel(nn.Module):
         each symmetry g: a symmetric cube looks the same under every g, so which corner is which is decided
         by the rotation the network chose (reg_loss picks the g nearest its rotation)."""
         n = self.meta.crop_px
-        Rg = R[:, None] @ self.syms[None].to(R.dtype)                               # (B,S,3,3)
+        Rg = R[:, None] @ self.geo_syms[None].to(R.dtype)                           # (B,S,3,3)
         X = (Rg[:, :, None] @ self.kp_obj.to(R.dtype)[None, None, :, :, None])[..., 0] + t[:, None, None]
         uv = G.project(X, Kc[:, None, None])
         return (uv + 0.5) / n - 0.5
 
     def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple,
                  kp: torch.Tensor | None = None):
-        """Per-sample losses (B,) of rotation (min over symmetries), centre and depth, and with `kp`
-        (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the nearest symmetry."""
+        """Per-sample losses (B,) of rotation (min over the shape's symmetries), centre and depth, the
+        classifier's cross-entropy for the symmetry the rotation chose (its weight is w[0]), and with `kp`
+        (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the same symmetry."""
         Rp = G.rot6d_to_matrix(out["rot6d"])
-        Rg = R_allo[:, None] @ self.syms[None]
+        Rg = R_allo[:, None] @ self.geo_syms[None].to(R_allo.dtype)
         d_rot, g = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1)
         l_rot = d_rot.clamp_min(1e-8).sqrt()
+        if "sym_logits" in out:
+            l_rot = l_rot + F.cross_entropy(out["sym_logits"], g, reduction="none")
         l_c = (out["offset"] - offset).abs().sum(-1)
         l_d = (out["depth_code"] - code).abs()
         total = w[0] * l_rot + w[1] * l_c + w[2] * l_d
@@ -200,8 +235,10 @@ class PoseModel(nn.Module):
             out = self.regressor(crop_source(box, n))
             R_d, t_d, _ = self.reg_decode(out, Kc)
             R, t, ok = (R_d, t_d, torch.zeros(len(R_d), dtype=torch.bool, device=R_d.device))
-            if head == "pnp":
-                R, t, ok = self.pnp(out["kp"], Kc, R_d, t_d)
+            if head == "pnp":  # keypoints follow the geometric estimate R_d·g: PnP there, then back by gᵀ
+                g = self.sym_choice(out)
+                R, t, ok = self.pnp(out["kp"], Kc, R_d @ g, t_d)
+                R = R @ g.transpose(-1, -2)
             if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
                 good = t[:, 2] > 1e-3
                 centre = torch.where(good[:, None], G.project(t, K_full), centre)

@@ -118,7 +118,7 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
     loss = l_reg.mean() + cfg.w_loc * l_loc
     with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
-        Rp = G.rot6d_to_matrix(out_r["rot6d"])
+        Rp = G.rot6d_to_matrix(out_r["rot6d"]) @ model.sym_choice(out_r).transpose(-1, -2)
         re = G.sym_rotation_error_deg(Rp, R_allo, model.syms)
         dz = (out_r["depth_code"] - code).abs()  # |log z_pred/z_gt|
         success = (re < cfg.adr_success_deg) & (dz < math.log1p(cfg.adr_success_depth))
