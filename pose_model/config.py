@@ -18,6 +18,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    init_from: str | None = None      # start from this checkpoint's weights (fine-tuning; its model sizes win)
     config_space: str | None = None   # randomizer parameter space YAML (dr/adr); None = shipped default
     # ---- sizes and optimisation (filled from the profile; explicit values win) ----
     epochs: int = 10

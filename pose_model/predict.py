@@ -21,8 +21,8 @@ from core.device import pick_device
 from core.io import UserError, atomic_write_json, read_json
 from core.objects import spec_from_dict
 from pose_model import geometry as G
-from pose_model.model import ModelMeta, PoseModel
-from pose_model.train import load_checkpoint
+from pose_model.model import PoseModel
+from pose_model.train import load_checkpoint, meta_from_dict
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -44,9 +44,7 @@ class PoseEstimator:
         ck = load_checkpoint(ckpt, map_location="cpu")
         try:
             spec = spec_from_dict(ck["object"], f"{ckpt}: object")
-            m = ck["meta"]
-            meta = ModelMeta(**{**m, "frame_hw": tuple(m["frame_hw"]), "full_hw": tuple(m["full_hw"]),
-                                "size_xyz_m": tuple(m["size_xyz_m"]) if m.get("size_xyz_m") else None})
+            meta = meta_from_dict(ck["meta"])
             model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32))
             model.load_state_dict(ck["model"])
         except (KeyError, TypeError, RuntimeError) as e:

@@ -192,7 +192,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
                      reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
                      size_xyz_m=tuple(float(v) for v in spec.size_m))
+    init = None
+    if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
+        init = load_checkpoint(cfg.init_from)
+        if init["object_name"] != spec.name:
+            raise UserError(f"{cfg.init_from}: a model of {init['object_name']!r}, the data are of {spec.name!r}")
+        meta = meta_from_dict(init["meta"])
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
+    if init is not None:
+        model.load_state_dict(init["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -208,7 +216,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         start_epoch, rows, train_time = ck["epoch"] + 1, ck["history"], ck["train_time_s"]
     elif ckpt_path.exists() and not cfg.resume:
         warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
-    if start_epoch == 0:
+    if start_epoch == 0 and init is None:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])
             K, cb, c = data.K_full[b], data.crop_box[b], data.centre[b]
@@ -277,12 +285,18 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
         "dataset": {"path": ck["dataset"], "content_hash": ck["dataset_hash"], "n": manifest.get("n"),
                     "randomization": _brief_randomization(manifest.get("randomization")), "refined_by": manifest.get("refined_by")},
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
-        "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"]})
+        "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
+        "init_from": ck["config"].get("init_from")})
 
 
 def _brief_randomization(r):
     """The dataset's render-time randomization without the whole parameter space (that is in its manifest)."""
     return {k: v for k, v in r.items() if k != "space"} if isinstance(r, dict) else r
+
+
+def meta_from_dict(m: dict) -> ModelMeta:
+    return ModelMeta(**{**m, "frame_hw": tuple(m["frame_hw"]), "full_hw": tuple(m["full_hw"]),
+                        "size_xyz_m": tuple(m["size_xyz_m"]) if m.get("size_xyz_m") else None})
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
