@@ -35,8 +35,10 @@ def check_tune_scenes(real_root: str | os.PathLike, scene_ids: Sequence[int], se
 
 def finetune(ckpt: str | os.PathLike, real_root: str | os.PathLike, scene_ids: Sequence[int],
              out: str | os.PathLike, epochs: int = 30, lr: float = 5e-4, batch_size: int = 16, seed: int = 0,
-             device: str = "auto", session: str = TUNE_SESSION, progress: bool = False) -> Path:
-    """Fine-tune `ckpt` on the labelled photos of `scene_ids` (all in `session`) → OUT/model.pt."""
+             device: str = "auto", session: str = TUNE_SESSION, progress: bool = False,
+             train_localizer: bool = True) -> Path:
+    """Fine-tune `ckpt` on the labelled photos of `scene_ids` (all in `session`) → OUT/model.pt.
+    train_localizer=False keeps the sim-trained localizer's weights (its loss weight is 0)."""
     from eval.real_dataset import real_to_dataset
     from eval.score import spec_for_real
     from pose_model.config import make_config
@@ -53,5 +55,6 @@ def finetune(ckpt: str | os.PathLike, real_root: str | os.PathLike, scene_ids: S
     cfg = make_config(c.get("profile", "default"), **{**sizes, "data": str(data), "out": str(out),
                       "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr,
                       "batch_size": batch_size, "max_samples": None, "init_from": str(ckpt), "val_frac": 0.1,
-                      "resume": (out / "model.pt").is_file()})
+                      "resume": (out / "model.pt").is_file(),
+                      **({} if train_localizer else {"w_loc": 0.0})})
     return train(cfg, progress=progress)
