@@ -220,9 +220,13 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         fdir = out / "runs" / f"finetune_s{seed}"
 
         def finetune_train(fdir=fdir, seed=seed, src=src) -> dict[str, Any]:
+            from eval.real_dataset import real_to_dataset
+            from eval.score import spec_for_real
             from pose_model.finetune import finetune
             ckpt = stages.state["stages"][f"train:{src}:s{seed}"]["result"]["checkpoint"]
-            path = finetune(ckpt, real_root, tune_scenes, fdir, seed=seed, device=dev, **prof.finetune_overrides)
+            ds = real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle")
+            path = finetune(ckpt, ds, fdir, real_root, TUNE_SESSION, seed=seed, device=dev,
+                            **prof.finetune_overrides)
             card = read_json(fdir / "model_card.json", "model card")
             return {"checkpoint": str(path), "train_seconds": round(card.get("train_time_s", 0.0), 1),
                     "from": src, "val": card.get("val_metrics", {})}

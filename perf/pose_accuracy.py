@@ -37,7 +37,8 @@ def main(argv=None) -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", default=None, help="the synthetic dataset the model trained on (its val split)")
     ap.add_argument("--real", default=None, help="real set name or BOP root")
-    ap.add_argument("--sessions", default="data", help="comma-separated session names to score")
+    ap.add_argument("--sessions", default="data", help="comma-separated session names to score "
+                    "(or scene ids joined by +, e.g. 3 or 1+2: a held-out part of the tune session)")
     ap.add_argument("--variants", default="direct:0,direct:1,pnp:0,pnp:1", help="head:resize_crop,…")
     ap.add_argument("--refine-iters", type=int, default=None)
     a = ap.parse_args(argv)
@@ -71,7 +72,8 @@ def main(argv=None) -> None:
             line += f"  synth val re {r['val_re_med_deg']:.2f}° te {r['val_te_med_mm']:.2f} mm " \
                     f"(GT crop {r['val_re_med_deg_gtcrop']:.2f}° {r['val_te_med_mm_gtcrop']:.2f} mm, pnp ok {r['val_pnp_ok']:.2f})"
         for s in (a.sessions.split(",") if real_root else []):
-            r = real_scores(est, real_root, groups[s], spec)
+            ids = groups[s] if s in groups else [int(x) for x in s.split("+")]
+            r = real_scores(est, real_root, ids, spec)
             line += f"  | {s}: re {r['re']:.1f}° te {r['te']:.1f} mm ADD<0.1d {r['add01']:.2f} ({r['ms']:.0f} ms/photo)"
         print(line, flush=True)
 

@@ -1,12 +1,13 @@
 """The practitioner's baseline: fine-tune a sim-trained model on the TUNE session's labelled photos.
 
-    from pose_model.finetune import finetune
-    ckpt = finetune("runs/dr_s0/model.pt", real_root, scene_ids=[1, 2, 3], out="runs/finetune_s0")
+    from eval.real_dataset import real_to_dataset          # (eval is a layer above: the caller builds the data)
+    data = real_to_dataset(real_root, tune_scene_ids, spec, "runs/finetune_s0/data")
+    ckpt = finetune("runs/dr_s0/model.pt", data, "runs/finetune_s0", real_root)
 
-Only scenes of the tune session are accepted (a UserError names any other), and the dataset built from them is
-checked again before training: a report-session image must never be trained on. The photos become a dataset in
-the synthetic format (eval.real_dataset.real_to_dataset); training starts from the checkpoint's weights with its
-model sizes, a lower learning rate and the oracle pipeline's image randomization.
+The dataset's own record of the scenes it was built from (manifest real_source.scene_ids) is checked against
+the real set's sessions before anything is trained: every scene must belong to the tune session (a UserError
+names the others), so a report-session image is never trained on. Training starts from the checkpoint's weights
+with its model sizes, a lower learning rate and the oracle pipeline's image randomization.
 """
 from __future__ import annotations
 
@@ -33,28 +34,29 @@ def check_tune_scenes(real_root: str | os.PathLike, scene_ids: Sequence[int], se
     return ids
 
 
-def finetune(ckpt: str | os.PathLike, real_root: str | os.PathLike, scene_ids: Sequence[int],
-             out: str | os.PathLike, epochs: int = 30, lr: float = 5e-4, batch_size: int = 16, seed: int = 0,
-             device: str = "auto", session: str = TUNE_SESSION, progress: bool = False,
+def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+             real_root: str | os.PathLike, session: str = TUNE_SESSION, epochs: int = 30, lr: float = 5e-4,
+             batch_size: int = 16, seed: int = 0, device: str = "auto", progress: bool = False,
              train_localizer: bool = True) -> Path:
-    """Fine-tune `ckpt` on the labelled photos of `scene_ids` (all in `session`) → OUT/model.pt.
-    train_localizer=False keeps the sim-trained localizer's weights (its loss weight is 0)."""
-    from eval.real_dataset import real_to_dataset
-    from eval.score import spec_for_real
+    """Fine-tune `ckpt` on `data`, a dataset of labelled real photos (eval.real_dataset.real_to_dataset) →
+    OUT/model.pt. Refused (UserError) unless every scene the dataset was built from belongs to `session` of
+    `real_root`. train_localizer=False keeps the sim-trained localizer's weights (its loss weight is 0)."""
     from pose_model.config import make_config
     from pose_model.train import load_checkpoint, train
-    ids = check_tune_scenes(real_root, scene_ids, session)
+    man = read_json(Path(data) / "manifest.json", "manifest")
+    src = man.get("real_source") or {}
+    if "scene_ids" not in src:
+        raise UserError(f"{data}/manifest.json: real_source.scene_ids: missing (expected a dataset of real photos "
+                        f"from eval.real_dataset.real_to_dataset)")
+    check_tune_scenes(real_root, src["scene_ids"], session)
     ck = load_checkpoint(ckpt)
-    out = Path(out)
-    data = real_to_dataset(real_root, ids, spec_for_real(real_root), out / f"data_{'-'.join(map(str, ids))}")
-    read = read_json(Path(data) / "manifest.json", "manifest")["real_source"]["scene_ids"]
-    assert sorted(read) == ids, f"{data}: holds scenes {read}, expected tune-session scenes {ids}"
     c = ck["config"]
     sizes = {k: c[k] for k in ("crop_px", "crop_factor", "loc_width", "reg_width", "reg_hidden", "refine_iters",
                                "resize_crop", "head", "jitter_scale", "jitter_shift") if k in c}
     cfg = make_config(c.get("profile", "default"), **{**sizes, "data": str(data), "out": str(out),
                       "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr,
-                      "batch_size": batch_size, "max_samples": None, "init_from": str(ckpt), "val_frac": 0.1,
-                      "resume": (out / "model.pt").is_file(),
+                      "batch_size": batch_size, "init_from": str(ckpt), "val_frac": 0.1,
+                      "resume": (Path(out) / "model.pt").is_file(),
                       **({} if train_localizer else {"w_loc": 0.0})})
     return train(cfg, progress=progress)
+

@@ -150,16 +150,18 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
                    "gts": [(ds.spec.obj_id, ds.labels[i]["R"], ds.labels[i]["t_m"] * 1000)]} for i in ids]
         write_scene(root, sid, images, session=session)
     write_models(root, [ds.spec])
+    from eval.real_dataset import real_to_dataset
+    bad = real_to_dataset(root, [1, 3], ds.spec, tmp_path / "data_bad", frame_width=96, crop_px=64)
     with pytest.raises(UserError, match="tune session"):
-        finetune(ckpt, root, [1, 3], tmp_path / "ft_bad", epochs=1, device="cpu")
-    assert not (tmp_path / "ft_bad").exists()           # refused before anything was read or written
-    out = finetune(ckpt, root, [2, 1], tmp_path / "ft", epochs=2, batch_size=8, device="cpu")
+        finetune(ckpt, bad, tmp_path / "ft_bad", root, epochs=1, device="cpu")
+    assert not (tmp_path / "ft_bad").exists()           # refused before anything was trained or written
+    with pytest.raises(UserError, match="real_source"):
+        finetune(ckpt, ds_dir, tmp_path / "ft_bad", root, epochs=1, device="cpu")   # not real photos
+    data = real_to_dataset(root, [2, 1], ds.spec, tmp_path / "data_tune", frame_width=96, crop_px=64)
+    out = finetune(ckpt, data, tmp_path / "ft", root, epochs=2, batch_size=8, device="cpu")
     card = json.loads((out.parent / "model_card.json").read_text())
     assert card["init_from"] == str(ckpt) and card["pipeline"] == "oracle" and card["epochs_done"] == 2
-    data_dirs = list(out.parent.glob("data_*"))
-    assert len(data_dirs) == 1
-    man = json.loads((data_dirs[0] / "manifest.json").read_text())
-    assert man["real_source"]["scene_ids"] == [1, 2] and man["n"] == 18
+    assert card["dataset"]["path"] == str(data) and card["dataset"]["n"] == 18
     # the fine-tune started from the sim model's weights (not from scratch), and moved them
     sim = torch.load(ckpt, weights_only=False)["model"]
     ft = torch.load(out, weights_only=False)["model"]
