@@ -250,9 +250,9 @@ class PoseModel(nn.Module):
 
 def solve_pnp(X: np.ndarray, uv: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: np.ndarray,
               max_err_px: float = np.inf) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Object points X (N,3) m, their image points uv (N,2) px, K → (R, t, ok): RANSAC (EPnP minimal sets,
-    falling back to the initial pose R0, t0 when RANSAC finds no consensus), then LM refinement on the
-    inliers. ok is False when the result is behind the camera or its RMS reprojection error > max_err_px."""
+    """Object points X (N,3) m, their image points uv (N,2) px, K → (R, t, ok): RANSAC with OpenCV's iterative
+    solver started at the initial pose R0, t0 (which is also the start when RANSAC finds no consensus), then
+    Levenberg-Marquardt on the inliers. ok is False when the result is behind the camera or its RMS reprojection error > max_err_px."""
     dist = np.zeros(5)
     rvec0, _ = cv2.Rodrigues(np.ascontiguousarray(R0, np.float64))
     tvec0 = np.asarray(t0, np.float64).reshape(3, 1)
