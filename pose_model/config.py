@@ -19,6 +19,7 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     init_from: str | None = None      # start from this checkpoint's weights (fine-tuning; its model sizes win)
+    freeze_bn: bool = False           # keep every batch-norm layer's statistics (fine-tuning on a few photos)
     config_space: str | None = None   # randomizer parameter space YAML (dr/adr); None = shipped default
     # ---- sizes and optimisation (filled from the profile; explicit values win) ----
     epochs: int = 10
@@ -49,6 +50,7 @@ class TrainConfig:
     w_centre: float = 5.0
     w_depth: float = 3.0
     w_loc: float = 1.0
+    w_cls: float = 1.0                # which shape symmetry (the markers' classification), cross-entropy
     w_kp: float = 5.0                 # keypoints (mean L1 per keypoint, crop units, like the centre's)
     # ---- ADR (pipeline adr) ----
     adr_success_deg: float = 15.0     # boundary sample "solved": rotation error below this …

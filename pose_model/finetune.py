@@ -35,12 +35,15 @@ def check_tune_scenes(real_root: str | os.PathLike, scene_ids: Sequence[int], se
 
 
 def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
-             real_root: str | os.PathLike, session: str = TUNE_SESSION, epochs: int = 30, lr: float = 5e-4,
+             real_root: str | os.PathLike, session: str = TUNE_SESSION, epochs: int = 15, lr: float = 2e-4,
              batch_size: int = 16, seed: int = 0, device: str = "auto", progress: bool = False,
-             train_localizer: bool = True) -> Path:
+             train_localizer: bool = False, freeze_bn: bool = False, train_classifier: bool = False) -> Path:
     """Fine-tune `ckpt` on `data`, a dataset of labelled real photos (eval.real_dataset.real_to_dataset) →
     OUT/model.pt. Refused (UserError) unless every scene the dataset was built from belongs to `session` of
-    `real_root`. train_localizer=False keeps the sim-trained localizer's weights (its loss weight is 0)."""
+    `real_root`. Defaults were chosen inside the ArUco set's tune session (fine-tuned on scenes 1–2, scored
+    on its scene 3): training the localizer or the classifier on a few scenes made scene 3 worse. train_localizer=False keeps the sim-trained localizer as it is (its loss weight is 0);
+    freeze_bn keeps every batch-norm layer's statistics; train_classifier=False drops the marker classification's
+    loss (a few scenes hold few orientations: it learns "always this face")."""
     from pose_model.config import make_config
     from pose_model.train import load_checkpoint, train
     man = read_json(Path(data) / "manifest.json", "manifest")
@@ -56,7 +59,8 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     cfg = make_config(c.get("profile", "default"), **{**sizes, "data": str(data), "out": str(out),
                       "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr,
                       "batch_size": batch_size, "init_from": str(ckpt), "val_frac": 0.1,
-                      "resume": (Path(out) / "model.pt").is_file(),
+                      "resume": (Path(out) / "model.pt").is_file(), "freeze_bn": freeze_bn,
+                      **({} if train_classifier else {"w_cls": 0.0}),
                       **({} if train_localizer else {"w_loc": 0.0})})
     return train(cfg, progress=progress)
 

@@ -156,14 +156,15 @@ class PoseModel(nn.Module):
     def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple,
                  kp: torch.Tensor | None = None):
         """Per-sample losses (B,) of rotation (min over the shape's symmetries), centre and depth, the
-        classifier's cross-entropy for the symmetry the rotation chose (its weight is w[0]), and with `kp`
+        classifier's cross-entropy for the symmetry the rotation chose (weight w[4], default w[0]), and with `kp`
         (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the same symmetry."""
         Rp = G.rot6d_to_matrix(out["rot6d"])
         Rg = R_allo[:, None] @ self.geo_syms[None].to(R_allo.dtype)
         d_rot, g = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1)
         l_rot = d_rot.clamp_min(1e-8).sqrt()
         if "sym_logits" in out:
-            l_rot = l_rot + F.cross_entropy(out["sym_logits"], g, reduction="none")
+            w_cls = w[4] / w[0] if len(w) > 4 else 1.0
+            l_rot = l_rot + w_cls * F.cross_entropy(out["sym_logits"], g, reduction="none")
         l_c = (out["offset"] - offset).abs().sum(-1)
         l_d = (out["depth_code"] - code).abs()
         total = w[0] * l_rot + w[1] * l_c + w[2] * l_d

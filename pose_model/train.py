@@ -114,8 +114,11 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     out_r = model.regressor(crops)
     kp = model.kp_targets(R, t, Kc)
     l_reg, (l_rot, l_c, l_d, l_kp) = model.reg_loss(out_r, R_allo, off, code,
-                                                    (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp), kp)
-    l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
+                                                    (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp, cfg.w_cls), kp)
+    if cfg.w_loc > 0:
+        l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
+    else:  # a frozen localizer (fine-tuning the regressor only): not run at all
+        l_loc = torch.zeros((), device=device)
     loss = l_reg.mean() + cfg.w_loc * l_loc
     with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
         Rp = G.rot6d_to_matrix(out_r["rot6d"]) @ model.sym_choice(out_r).transpose(-1, -2)
@@ -231,6 +234,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         rng, gen = seed_epoch(cfg.seed, epoch)
         pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch)
         model.train()
+        if cfg.w_loc == 0:  # frozen: its batch-norm statistics stay those it was trained with
+            model.localizer.eval().requires_grad_(False)
+        if cfg.freeze_bn:  # a few photos per batch: their statistics would replace the learnt ones
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.eval()
         t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
         for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
             for g in opt.param_groups:
