@@ -14,7 +14,7 @@
    classifier's job, so the regression never averages 24 equally likely answers.
    Two heads: "direct" (6D + depth code) and "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
    the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp).
-   At test time it runs 1 + `refine_iters` times; each refinement re-centres AND re-sizes the crop from the
+   At test time it runs 1 + `refine_iters` (default 2) times; each refinement re-centres AND re-sizes the crop from the
    current estimate (`resize_crop`: the renderer's framing of the projected cube).
 Training crops are sub-crops of the rendered (2 × cube) crop, jittered ±15 % in side and ±8 % in position
 the way the localizer errs. Rotation loss: min over the shape's symmetries of ‖R_pred − R_gt·g‖_F, plus the
