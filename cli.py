@@ -42,7 +42,8 @@ for _module, _attr in STAGE_COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user mistakes print one line and exit 2; Ctrl-C exits 130 without a traceback."""
+    """Entry point: user mistakes (and OS errors such as a read-only or full disk) print one line naming the
+    file or option and exit 2; Ctrl-C exits 130 without a traceback."""
     try:
         cli.main(args=argv, prog_name="sim2real", standalone_mode=False)
     except UserError as e:
@@ -54,9 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare group: its help, as click prints it
         e.show()
         sys.exit(e.exit_code)
+    except click.ClickException as e:  # bad option values: one line naming the option, like a UserError
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:  # read-only or full disk, permissions, …: one line naming the path
+        where = e.filename if e.filename is not None else "I/O"
+        click.echo(f"error: {where}: {e.strerror or e}", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
 

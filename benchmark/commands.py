@@ -13,7 +13,7 @@ from pose_model.registry import SIM_PIPELINES
               help="Local copy of the upstream ArUco tree (holding src2/), e.g. ../shared/real/aruco_cube.")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
               help="quick: minutes, numbers not meaningful (CI); default: < 1 h on a 2-core CPU; full: a GPU.")
-@click.option("--seeds", type=int, default=1, show_default=True, help="Training seeds per pipeline.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Training seeds per pipeline.")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/latest", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,

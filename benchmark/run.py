@@ -83,22 +83,29 @@ class StageLog:
         return {k: v["seconds"] for k, v in items}
 
 
-def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.real_sets import KNOWN_REAL_SETS, cached_real_dir, resolve_real
+def check_real_args(real: str, from_dir: str | None) -> None:
+    """The cheap checks of --real/--from, done before --out is created."""
+    from core.real_sets import KNOWN_REAL_SETS
     if from_dir is not None:
         if real != "aruco-cube":
             raise UserError(f"--from is supported for the aruco-cube real set, not {real!r}")
         if not (Path(from_dir) / "src2").is_dir():
             raise UserError(f"--from {from_dir}: src2/ not found (expected the upstream ArUco-cube tree, "
                             f"e.g. ../shared/real/aruco_cube)")
+    elif real not in KNOWN_REAL_SETS and not Path(real).is_dir():
+        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
+
+
+def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
+    from core.real_sets import cached_real_dir, resolve_real
+    check_real_args(real, from_dir)
+    if from_dir is not None:
         try:
             return resolve_real(real)
         except UserError:
             from eval.fetch import fetch_aruco_cube
             fetch_aruco_cube(from_dir=from_dir, log=log)
             return cached_real_dir(real)
-    if real not in KNOWN_REAL_SETS and not Path(real).is_dir():
-        raise UserError(f"--real {real}: unknown real set (expected one of {', '.join(KNOWN_REAL_SETS)} or a BOP folder)")
     return resolve_real(real)
 
 
@@ -118,10 +125,11 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     cfg = GenerateConfig(object="aruco-cube", n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
-    key = sha256_of_json(asdict(cfg))[:12]
+    from render.dataset import FORMAT, read_manifest
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
     out = cache_dir() / "synth" / f"aruco-cube-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True)
-    m = read_json(out / "manifest.json", "manifest")
+    m = read_manifest(out)
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
@@ -160,6 +168,9 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     from core.device import pick_device
     dev = str(pick_device(device))
     out = Path(out)
+    check_real_args(real, from_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
             "pipelines": list(pipelines)}
@@ -178,6 +189,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     def refine_stage() -> dict[str, Any]:
         from refiner.apply import refine_dataset
         from refiner.train import make_config, train_refiner
+        from render.dataset import read_manifest
         rdir = out / "refiner"
         cfg = make_config(prof.refiner_profile, synthetic=data["nominal"]["path"], real=str(real_root),
                           out=str(rdir), seed=0, device=dev, sessions=(TUNE_SESSION,),
@@ -185,7 +197,7 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         ckpt = train_refiner(cfg)
         refined = out / "data_refined"
         refine_dataset(ckpt, data["nominal"]["path"], refined, device=dev)
-        m = read_json(refined / "manifest.json", "manifest")
+        m = read_manifest(refined)
         return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
                 "trained_on_session": TUNE_SESSION}
 

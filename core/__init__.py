@@ -7,7 +7,9 @@ Public surface:
             write_results_csv, read_results_csv, write_scene, write_models
 - real_sets: resolve_real(name_or_path) -> BOP root; cache_dir(); KNOWN_REAL_SETS (import core.real_sets)
 - profiles: pick_profile(table, name) — the one profile lookup (quick / default / full), one error type
-- io:       atomic_write_bytes, atomic_write_text, atomic_write_json, UserError, code_version, sha256_of_json
+- io:       atomic_write_bytes/_text/_json/_png, atomic_savefig, atomic_torch_save (temp + rename, normal
+            permissions), load_torch_file (weights_only=True), make_temp_dir, UserError, code_version,
+            sha256_of_json
 - device:   pick_device (import core.device; kept out of this file so torch-free stages stay light)
 """
 from core.io import UserError, atomic_write_bytes, atomic_write_json, atomic_write_text, code_version, sha256_of_json

@@ -290,6 +290,13 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: results CSV not found")
+    try:
+        return _read_results(path)
+    except (UnicodeDecodeError, csv.Error) as e:  # a binary file, NUL bytes, …
+        raise UserError(f"{path}: not a text CSV ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -320,6 +327,8 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
                 t = [float(v) for v in d["t"].split()]
             except ValueError:
                 raise UserError(f"{where}: R/t: expected space-separated numbers") from None
+            if not math.isfinite(score):
+                raise UserError(f"{where}: score: expected a finite number, got {d['score'].strip()}")
             if len(R) != 9:
                 raise UserError(f"{where}: R: expected 9 values, got {len(R)}")
             if len(t) != 3:

@@ -236,6 +236,6 @@ def load_object_spec(name_or_path: str | os.PathLike) -> ObjectSpec:
                         f"or the path of a spec file")
     try:
         d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: malformed YAML/JSON ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # a binary file given as YAML, too
+        raise UserError(f"{p}: malformed YAML/JSON ({str(e).splitlines()[0][:100]})") from None
     return spec_from_dict(d, str(p))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.io import UserError
+from core.io import UserError, make_temp_dir
 
 KNOWN_REAL_SETS = ("aruco-cube", "trifinger")
 MANIFEST = "sim2real_real.json"
@@ -57,9 +57,8 @@ def resolve_real(name_or_path: str | os.PathLike) -> Path:
 
 def staging_dir(out: Path) -> Path:
     """A fresh temp folder beside `out` (same file system, so the final rename is atomic)."""
-    import tempfile
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    return make_temp_dir(out.parent, f".{out.name}.tmp-")
 
 
 def check_out_dir(out: Path) -> None:

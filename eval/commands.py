@@ -103,8 +103,8 @@ def real_fetch(name: str, from_dir: Path | None, cache: Path | None) -> None:
 @click.option("--scenes", multiple=True, help="Score only these scene ids (comma-separated or repeated).")
 @click.option("--object", "object_name", default=None,
               help="Object spec (built-in name or file); default: the one recorded by the import.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap intervals.")
-@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--n-boot", type=click.IntRange(min=1), default=1000, show_default=True, help="Bootstrap resamples.")
 def score(pred: Path, real: str, out: Path, sessions, scenes, object_name, seed: int, n_boot: int) -> None:
     """Score pose predictions against a real set's ground truth: prints a table and writes metrics.json,
     per_image.csv, cdf.png and overlays.png. A missing prediction counts as a failure."""

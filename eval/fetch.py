@@ -88,4 +88,4 @@ def fetch_aruco_cube(from_dir: str | Path | None = None, cache: str | Path | Non
         raise UserError(f"{src}: {len(bad)} of {len(pin['files'])} files differ from the pinned upstream commit "
                         f"(first: {bad[0]}); use `sim2real real import aruco-cube --src DIR` to import them anyway")
     log(f"verified {len(pin['files'])} files (sha256) in {src}")
-    return import_aruco_cube(src, cached_real_dir("aruco-cube", cache), log=log)
+    return import_aruco_cube(src, cached_real_dir("aruco-cube", cache), log=log, only=set(pin["files"]))

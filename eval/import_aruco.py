@@ -6,7 +6,9 @@ im_id = the upstream frame number (rgb_NNNNN.jpg). JPEG bytes are copied verbati
 """
 from __future__ import annotations
 
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ def scene_id_of(session: str, camera: str) -> int:
     return 1 + 3 * list(SESSIONS).index(session) + CAMERAS.index(camera)
 
 
+RGB_NAME = re.compile(r"^rgb_[0-9]+\.jpg$")
+
 def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(K, dist, width, height) of the colour camera from an upstream intrinsics npz."""
     if not npz_path.is_file():
@@ -46,8 +50,8 @@ def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
             w, h = int(z["color_w"]), int(z["color_h"])
     except KeyError as e:
         raise UserError(f"{npz_path}: {e.args[0]}: missing (expected color_K, color_D, color_w, color_h)") from None
-    except (ValueError, OSError) as e:
-        raise UserError(f"{npz_path}: not a readable npz ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # truncated or not an npz
+        raise UserError(f"{npz_path}: not a readable npz ({type(e).__name__}: {str(e)[:80]})") from None
     return K, D, w, h
 
 
@@ -75,8 +79,9 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
 def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | None = None,
                       cameras: list[str] | None = None, max_rmse_px: float = MAX_RMSE_PX,
-                      log=print) -> dict[str, Any]:
-    """Import the upstream tree under `src` (the folder holding `src2/`) into the BOP root `out`.
+                      log=print, only: set[str] | None = None) -> dict[str, Any]:
+    """Import the upstream tree under `src` (the folder holding `src2/`) into the BOP root `out`
+    (`only`: import just these files, paths relative to src; `real fetch` passes the verified ones).
     Returns the manifest (with a per-session summary). Unreadable images are skipped and listed;
     if no image at all can be read the import fails with a UserError and `out` is left untouched."""
     src, out = Path(src).expanduser(), Path(out).expanduser()
@@ -107,6 +112,14 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
             labels_all, skipped = [], 0
             for cam in cameras:
                 files = sorted((src / img_dir / cam).glob("rgb_*.jpg"))
+                if only is not None:  # `real fetch`: import exactly the files whose sha256 was verified
+                    for f in files:
+                        if f.relative_to(src).as_posix() not in only:
+                            log(f"warning: {f}: not in the pinned upstream file list; not imported")
+                    files = [f for f in files if f.relative_to(src).as_posix() in only]
+                for f in files:  # the frame number is the image id: refuse a name that carries none
+                    if not RGB_NAME.match(f.name):
+                        raise UserError(f"{f}: expected upstream frames named rgb_NNNNN.jpg")
                 if not files:
                     continue
                 K, D, w, h = load_intrinsics(src / intr_dir / f"{cam}.npz")

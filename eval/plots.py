@@ -1,14 +1,13 @@
 """Figures of `sim2real score` and the benchmark report: error CDFs and wireframe overlays."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-from core.io import atomic_write_bytes
+from core.io import atomic_savefig, atomic_write_bytes
 
 # (column, axis label, x limit) of the CDF panels
 CDF_PANELS = (("re_deg", "rotation error (deg)", 90.0), ("te_mm", "translation error (mm)", 100.0),
@@ -18,9 +17,7 @@ CDF_PANELS = (("re_deg", "rotation error (deg)", 90.0), ("te_mm", "translation e
 
 
 def _save_fig(fig, out_png: str | Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(out_png, buf.getvalue())
+    atomic_savefig(fig, out_png, dpi=110)
 
 
 def plot_error_cdfs(curves: dict[str, Sequence[dict[str, Any]]], out_png: str | Path,

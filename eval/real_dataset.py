@@ -65,7 +65,7 @@ def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec
                        "crop_box_full_px": np.array([x0, y0, side]), "visib_fract": 1.0})
         params.append({"real_image": str(im.rgb_path), "scene_id": im.scene_id, "im_id": im.im_id})
     out.mkdir(parents=True, exist_ok=True)
-    digest = write_shard(out / "shards" / "000000", np.stack(frames), np.stack(fmasks), np.stack(crops),
+    entry = write_shard(out / "shards" / "000000", np.stack(frames), np.stack(fmasks), np.stack(crops),
                          np.stack(cmasks), labels_array(labels), params)
     fh = frames[0].shape[0]
     atomic_write_json(out / "manifest.json", {
@@ -74,7 +74,7 @@ def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec
         "randomization": {"level": "real"}, "seed": 0, "n": len(frames), "shard_size": len(frames),
         "frame_hw": [fh, frame_width], "crop_px": crop_px, "crop_scale": crop_scale,
         "full_hw": [images[0].height, images[0].width], "K_full": np.asarray(images[0].K).tolist(),
-        "shards": [{"name": "000000", "n": len(frames), "sha256": digest}], "code_version": code_version(),
-        "content_hash": sha256_of_json([digest]), "real_source": {"root": str(real_root), "scene_ids": list(scene_ids)},
+        "shards": [{"name": "000000", "n": len(frames), **entry}], "code_version": code_version(),
+        "content_hash": sha256_of_json([entry["sha256"]]), "real_source": {"root": str(real_root), "scene_ids": list(scene_ids)},
     })
     return out

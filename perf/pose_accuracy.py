@@ -44,7 +44,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from pose_model.predict import PoseEstimator
-    from pose_model.train import evaluate, load_checkpoint
+    from pose_model.model import load_checkpoint
+    from pose_model.train import evaluate
     ck = load_checkpoint(a.model)
     cfg = ck["config"]
     it = cfg.get("refine_iters", 1) if a.refine_iters is None else a.refine_iters

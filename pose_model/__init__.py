@@ -25,6 +25,7 @@ Public surface:
              `config.make_config(profile, **overrides)`, `config.TrainConfig`, profiles quick/default/full
 - predict:   `PoseEstimator.load(ckpt, device)`, `.predict(image_rgb_uint8 (H,W,3), K (3,3)) -> (R, t_m, score)`,
              `predict_bop(ckpt, real_root, out_csv, scene_ids=None, device)`, `predict_images(...)`
+- model:     `PoseModel`, `ModelMeta`, `load_checkpoint(path)` (weights_only=True; imports no training code)
 - geometry:  6D rotations, allocentric↔egocentric, depth code, batched crop K / crops, symmetric errors
 - pipelines: how none / dr / adr / simgan / simgan+dr plug into training (randomizer/ and refiner/ APIs)
 - finetune:  `finetune(ckpt, real_root, scene_ids, out, ...) -> Path`: a sim-trained model fine-tuned on the

@@ -13,27 +13,27 @@ from pose_model.registry import PIPELINES
 @click.command("train")
 @click.option("--data", required=True, help="Synthetic dataset directory (sim2real generate / refine apply).")
 @click.option("--pipeline", type=click.Choice(tuple(PIPELINES)), default="none", show_default=True)
-@click.option("--out", required=True, help="Run directory: model.pt, model_card.json, curves.csv/png.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: model.pt, model_card.json, curves.csv/png.")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
               help="quick: CI smoke (< 1 min); default: 2-core CPU (≤ 15 min); full: GPU sizes.")
-@click.option("--epochs", type=int, default=None, help="Override the profile's number of epochs.")
-@click.option("--batch-size", type=int, default=None, help="Override the profile's batch size.")
-@click.option("--max-samples", type=int, default=None, help="Use only the first N samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's number of epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the profile's batch size.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None, help="Use only the first N samples.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
-@click.option("--threads", "num_threads", type=int, default=None,
+@click.option("--threads", "num_threads", type=click.IntRange(min=1), default=None,
               help="torch CPU threads (default: 1 for quick/default, torch's choice for full).")
 @click.option("--resume", is_flag=True, help="Continue OUT/model.pt from its last finished epoch.")
-@click.option("--config-space", type=click.Path(), default=None,
-              help="Randomization parameter space YAML for dr/adr (default: randomizer/default.yaml).")
+@click.option("--space", type=click.Path(), default=None,
+              help="Parameter space YAML for dr/adr (default: the space recorded in the dataset's manifest).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
-              config_space, quiet):
+              space, quiet):
     """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data."""
     from pose_model.config import make_config
     from pose_model.train import train
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
-                      max_samples=max_samples, seed=seed, device=device, resume=resume, config_space=config_space,
+                      max_samples=max_samples, seed=seed, device=device, resume=resume, space=space,
                       num_threads=num_threads)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
     click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")
@@ -45,7 +45,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--images", default=None, help="A plain folder of images (with --camera).")
 @click.option("--camera", default=None, help='K.json for --images: {"cam_K": 9 numbers or 3×3}.')
 @click.option("--object", "object_name", default=None, help="With --images: refuse unless the model is for this object.")
-@click.option("--out", required=True, help="BOP results CSV to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="BOP results CSV to write.")
 @click.option("--scenes", default=None, help="Comma-separated BOP scene ids (default: all).")
 @click.option("--overlays", default=None, help="Folder for images with the predicted cube drawn on them.")
 @click.option("--device", default="auto", show_default=True)

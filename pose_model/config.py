@@ -20,7 +20,7 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None      # start from this checkpoint's weights (fine-tuning; its model sizes win)
     freeze_bn: bool = False           # keep every batch-norm layer's statistics (fine-tuning on a few photos)
-    config_space: str | None = None   # randomizer parameter space YAML (dr/adr); None = shipped default
+    space: str | None = None          # parameter space YAML (dr/adr); None = the one in the dataset's manifest
     # ---- sizes and optimisation (filled from the profile; explicit values win) ----
     epochs: int = 10
     batch_size: int = 64

@@ -45,7 +45,8 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     freeze_bn keeps every batch-norm layer's statistics; train_classifier=False drops the marker classification's
     loss (a few scenes hold few orientations: it learns "always this face")."""
     from pose_model.config import make_config
-    from pose_model.train import load_checkpoint, train
+    from pose_model.model import load_checkpoint
+    from pose_model.train import train
     man = read_json(Path(data) / "manifest.json", "manifest")
     src = man.get("real_source") or {}
     if "scene_ids" not in src:

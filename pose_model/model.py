@@ -6,6 +6,7 @@ regressor sees a crop of side `crop_factor · side`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.io import UserError, load_torch_file
 from pose_model import geometry as G
 from pose_model.nets import CropRegressor, Localizer
 
@@ -278,3 +280,24 @@ def solve_pnp(X: np.ndarray, uv: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: 
     if not (t[2] > 0 and err <= max_err_px and np.isfinite(R).all()):
         return R0, t0, False
     return R, t, True
+
+
+CKPT_FORMAT = "sim2real-pose/2"   # /2: keypoints and the symmetry classifier (the PnP head)
+OLD_FORMATS = ("sim2real-pose/1",)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a pose checkpoint (tensors and plain types only: weights_only=True, so a crafted file cannot run
+    code) and check its format; problems are UserErrors naming the file. Imports nothing from training."""
+    ck = load_torch_file(path, "pose-model checkpoint", None, map_location)
+    if ck.get("format") in OLD_FORMATS:
+        raise UserError(f"{path}: format: a pose checkpoint of the older format {ck['format']} (no keypoint "
+                        f"head); retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
+    if ck.get("format") != CKPT_FORMAT:
+        raise UserError(f"{path}: format: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
+    return ck
+
+
+def meta_from_dict(m: dict) -> ModelMeta:
+    return ModelMeta(**{**m, "frame_hw": tuple(m["frame_hw"]), "full_hw": tuple(m["full_hw"]),
+                        "size_xyz_m": tuple(m["size_xyz_m"]) if m.get("size_xyz_m") else None})

@@ -39,22 +39,20 @@ def dataset_level(manifest: dict) -> str:
     set (render/dataset.py writes `randomization.level`; refiner/apply.py adds `refined_by`)."""
     if manifest.get("refined_by"):
         return "refined"
-    r = manifest.get("randomization")
-    return str(r.get("level")) if isinstance(r, dict) else "unknown"
+    return manifest["randomization"]["level"]
 
 
 class Pipeline:
     """Base: images as stored (randomized on the fly when the registry says image_dr)."""
 
-    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
+    def __init__(self, spec: PipelineSpec, space: tuple[Any, str], seed: int, device: torch.device) -> None:
         self.spec, self.name, self.randomize_images = spec, spec.name, spec.image_dr
-        self.space_path, self.seed, self.device = space_path, seed, device
-        self.space = None
+        self.seed, self.device = seed, device
+        self.space, self.space_source = None, space[1]
         self.randomizer = None
         if self.randomize_images:
             from randomizer import ImageRandomizer
-            from randomizer.space import load_space
-            self.space = load_space(space_path)
+            self.space = space[0]
             self.randomizer = ImageRandomizer(self.space, self.space.ranges("dr", acts_on="image")).to(device)
 
     # (1) ------------------------------------------------------------------------------------------
@@ -100,7 +98,7 @@ class Pipeline:
         d: dict[str, Any] = {"pipeline": self.name}
         if self.space is not None:
             d["image_ranges"] = self.space.ranges("dr", acts_on="image")
-            d["space"] = self.space_path or "randomizer/default.yaml"
+            d["space"] = self.space_source
         return d
 
 
@@ -127,11 +125,10 @@ class SimGANDRPipeline(SimGANPipeline):
 class ADRPipeline(Pipeline):
     """OpenAI-style ADR: ranges move with the task's success on boundary samples."""
 
-    def __init__(self, spec: PipelineSpec, space_path: str | None, seed: int, device: torch.device) -> None:
-        super().__init__(spec, space_path, seed, device)
+    def __init__(self, spec: PipelineSpec, space: tuple[Any, str], seed: int, device: torch.device) -> None:
+        super().__init__(spec, space, seed, device)
         from randomizer import ADR, ADRConfig, ImageRandomizer
-        from randomizer.space import load_space
-        self.space = load_space(space_path)
+        self.space = space[0]
         self.adr = ADR(self.space, ADRConfig(), seed)
         self.randomizer = ImageRandomizer(self.space, self.space.ranges("nominal", acts_on="image")).to(device)
         self.params: list[dict] | None = None
@@ -185,12 +182,17 @@ class ADRPipeline(Pipeline):
 
     def card(self) -> dict:
         return {"pipeline": self.name, "adr_final_ranges": self.adr.ranges(), "adr_entropy": self.adr.entropy(),
-                "space": self.space_path or "randomizer/default.yaml"}
+                "space": self.space_source}
 
 
 PIPELINE_CLASSES = {c.__name__: c for c in (NonePipeline, DRPipeline, ADRPipeline, SimGANPipeline, SimGANDRPipeline)}
 
 
-def make_pipeline(name: str, space_path: str | None, seed: int, device: torch.device) -> Pipeline:
+def make_pipeline(name: str, space: tuple[Any, str] | None, seed: int, device: torch.device) -> Pipeline:
+    """space: (randomizer.ParamSpace, where it came from) — see pose_model.train.space_for; None: the shipped
+    default."""
     spec = pipeline_spec(name)
-    return PIPELINE_CLASSES[spec.cls](spec, space_path, seed, device)
+    if space is None:
+        from randomizer.space import load_space
+        space = (load_space(None), "randomizer/default.yaml")
+    return PIPELINE_CLASSES[spec.cls](spec, space, seed, device)

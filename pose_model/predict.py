@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from core.device import pick_device
-from core.io import UserError, atomic_write_json, read_json
+from core.io import UserError, atomic_write_bytes, atomic_write_json, read_json
 from core.objects import spec_from_dict
 from pose_model import geometry as G
-from pose_model.model import PoseModel
-from pose_model.train import load_checkpoint, meta_from_dict
+from pose_model.model import PoseModel, load_checkpoint, meta_from_dict
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -175,10 +174,10 @@ def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: 
 
 
 def _save_overlay(path: Path, bgr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    cv2.imwrite(str(tmp), bgr)
-    os.replace(tmp, path)
+    ok, buf = cv2.imencode(path.suffix or ".jpg", bgr)
+    if not ok:
+        raise UserError(f"{path}: could not encode the overlay image")
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def read_camera_K(path: str | os.PathLike) -> np.ndarray:

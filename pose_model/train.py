@@ -8,7 +8,6 @@ checkpoint atomically, the curves and the model card.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,15 +17,13 @@ import torch
 from tqdm import tqdm
 
 from core.device import pick_device
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version
+from core.io import UserError, atomic_savefig, atomic_torch_save, atomic_write_json, atomic_write_text, code_version
 from pose_model import geometry as G
 from pose_model.config import TrainConfig
 from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, split_indices, to_float
-from pose_model.model import ModelMeta, PoseModel
+from pose_model.model import CKPT_FORMAT, ModelMeta, PoseModel, load_checkpoint, meta_from_dict
 from pose_model.pipelines import make_pipeline, warn
 
-CKPT_FORMAT = "sim2real-pose/2"   # /2: the regressor also predicts keypoints (the PnP head)
-OLD_FORMATS = ("sim2real-pose/1",)
 CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_kp",
               "train_loc", "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_direct",
               "val_te_med_mm_direct", "val_pnp_ok", "val_re_med_deg_gtcrop",
@@ -59,6 +56,19 @@ def _load_dataset(path: str):
     except ModuleNotFoundError as e:
         raise UserError(f"--data {path}: the renderer's dataset reader is not available ({e})") from None
     return SyntheticDataset(path)
+
+
+def space_for(cfg: TrainConfig, ds):
+    """(parameter space, where it came from): --space when given, else the space the dataset was rendered with
+    (its manifest's randomization.space), else the shipped default (real-photo datasets record none)."""
+    from randomizer.space import load_space, space_from_dict
+    if cfg.space:
+        return load_space(cfg.space), cfg.space
+    recorded = ds.manifest["randomization"].get("space")
+    if recorded is not None:
+        where = f"{ds.root / 'manifest.json'}: randomization.space"
+        return space_from_dict({"params": recorded}, where), where  # manifest: ParamSpace.to_dict()
+    return load_space(None), "randomizer/default.yaml"
 
 
 @torch.no_grad()
@@ -131,12 +141,6 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     return loss, parts, success
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
     lines = [",".join(CURVE_KEYS)]
     for r in rows:
@@ -163,10 +167,8 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
         for a in ax:
             a.set_xlabel("epoch"); a.grid(alpha=0.3)
         fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
-        tmp = out / ".curves.tmp.png"
-        fig.savefig(tmp, dpi=90)
+        atomic_savefig(fig, out / "curves.png", dpi=90)
         plt.close(fig)
-        os.replace(tmp, out / "curves.png")
     except Exception as e:  # plotting must never lose a training run
         warn(f"curves.png not written: {e}")
 
@@ -181,7 +183,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ckpt_path = out / "model.pt"
     ds = _load_dataset(cfg.data)
     manifest = ds.manifest
-    pipeline = make_pipeline(cfg.pipeline, cfg.config_space, cfg.seed, device)
+    pipeline = make_pipeline(cfg.pipeline, space_for(cfg, ds), cfg.seed, device)
     pipeline.check_dataset(manifest, cfg.data)
     data = PoseData.from_dataset(ds, cfg.max_samples)
     if len(data) < 2:
@@ -217,8 +219,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         opt.load_state_dict(ck["optimizer"])
         pipeline.load_state_dict(ck.get("pipeline_state", {}))
         start_epoch, rows, train_time = ck["epoch"] + 1, ck["history"], ck["train_time_s"]
-    elif ckpt_path.exists() and not cfg.resume:
-        warn(f"{ckpt_path} exists and will be overwritten (use --resume to continue it)")
+    elif ckpt_path.exists():  # like `refine train`: never overwrite a run silently
+        raise UserError(f"{ckpt_path}: --out already holds a trained model; pass --resume to continue it "
+                        f"(or choose another --out)")
     if start_epoch == 0 and init is None:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])
@@ -278,7 +281,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
               "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
               "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
               "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed}
-        _atomic_torch_save(ck, ckpt_path)
+        atomic_torch_save(ck, ckpt_path)
         # the PNG costs a second or two: every 5 epochs and at the end
         _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
         _write_card(ck, manifest, out)
@@ -302,24 +305,3 @@ def _brief_randomization(r):
     """The dataset's render-time randomization without the whole parameter space (that is in its manifest)."""
     return {k: v for k, v in r.items() if k != "space"} if isinstance(r, dict) else r
 
-
-def meta_from_dict(m: dict) -> ModelMeta:
-    return ModelMeta(**{**m, "frame_hw": tuple(m["frame_hw"]), "full_hw": tuple(m["full_hw"]),
-                        "size_xyz_m": tuple(m["size_xyz_m"]) if m.get("size_xyz_m") else None})
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and sanity-check a pose checkpoint; problems are UserErrors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: model checkpoint not found")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated file, not a torch file, …
-        raise UserError(f"{path}: not a readable pose-model checkpoint ({type(e).__name__})") from None
-    if isinstance(ck, dict) and ck.get("format") in OLD_FORMATS:
-        raise UserError(f"{path}: a pose checkpoint of the older format {ck['format']} (no keypoint head); "
-                        f"retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise UserError(f"{path}: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
-    return ck

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from core.io import UserError
+from core.io import UserError, atomic_savefig
 from randomizer.space import Param, ParamSpace, Range
 
 ENTROPY_EPS = 1e-3
@@ -278,7 +278,6 @@ def write_adr_log(rows: list[dict[str, Any]], out_dir) -> tuple[Any, Any]:
     both written atomically. Returns (csv_path, png_path)."""
     import csv
     import io
-    import os
     from pathlib import Path
 
     import matplotlib
@@ -335,8 +334,6 @@ def write_adr_log(rows: list[dict[str, Any]], out_dir) -> tuple[Any, Any]:
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.09 if nrow < 3 else 0.05, top=0.93 if nrow < 3 else 0.96,
                         wspace=0.35, hspace=0.6)
     png_path = out / "adr.png"
-    tmp = out / ".adr.png.tmp"
-    fig.savefig(tmp, dpi=110, format="png")
+    atomic_savefig(fig, png_path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, png_path)
     return csv_path, png_path

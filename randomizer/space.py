@@ -139,7 +139,8 @@ def space_from_dict(d: Any, src: str = "<space>") -> ParamSpace:
             if not isinstance(nominal, (int, float)) or not lo <= nominal <= hi:
                 raise _bad(src, f + ".nominal", f"expected a number inside the bounds [{lo}, {hi}], got {nominal!r}")
             if dr is not None:
-                if not (isinstance(dr, list) and len(dr) == 2 and lo <= dr[0] <= dr[1] <= hi):
+                if not (isinstance(dr, list) and len(dr) == 2 and all(isinstance(x, (int, float)) for x in dr)
+                        and lo <= dr[0] <= dr[1] <= hi):
                     raise _bad(src, f + ".dr", f"expected [low, high] inside the bounds [{lo}, {hi}], got {dr!r}")
                 dr = (float(dr[0]), float(dr[1]))
             params[name] = Param(name, kind, acts, nominal, lo, hi, dr=dr, doc=pd.get("doc", ""))
@@ -153,6 +154,6 @@ def load_space(path: str | os.PathLike | None = None) -> ParamSpace:
         raise UserError(f"{p}: randomization config not found")
     try:
         d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # a binary file given as YAML, too
+        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0][:100]})") from None
     return space_from_dict(d, str(p))

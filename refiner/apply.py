@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from core.device import pick_device
-from core.io import UserError, code_version
+from core.io import UserError, code_version, load_torch_file
 from refiner.data import to_tensor, to_uint8
-from refiner.model import Refiner
-from refiner.train import CKPT_FORMAT
+from refiner.model import CKPT_FORMAT, Refiner
 
 
 def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[Refiner, dict]:
@@ -29,14 +29,7 @@ def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[
     ckpt = Path(ckpt)
     if ckpt.is_dir():
         ckpt = ckpt / "refiner.pt"
-    if not ckpt.is_file():
-        raise UserError(f"{ckpt}: refiner checkpoint not found")
-    try:
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:  # corrupt/truncated/other pickle
-        raise UserError(f"{ckpt}: not a readable refiner checkpoint ({type(e).__name__})") from None
-    if not isinstance(st, dict) or st.get("format") != CKPT_FORMAT:
-        raise UserError(f"{ckpt}: format: expected a {CKPT_FORMAT} checkpoint (from `refine train`)")
+    st = load_torch_file(ckpt, "refiner checkpoint (from `refine train`)", CKPT_FORMAT)
     device = torch.device(device) if not isinstance(device, torch.device) else device
     R = Refiner(**st["arch"])
     R.load_state_dict(st["state_dict"])
@@ -112,3 +105,25 @@ def refine_dataset(ckpt: str | Path, data_dir: str | Path, out_dir: str | Path, 
                         {"refined_by": refined_by})
     bar.close()
     return Path(out)
+
+
+def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarray, device) -> np.ndarray:
+    """Rows: synthetic crop | refined | 4·|difference| | real patch (resized to the crop size)."""
+    refiner.eval()
+    with torch.no_grad():
+        x = to_tensor(syn_crops, device)
+        y = refiner(x)
+    refiner.train()
+    ref = to_uint8(y)
+    diff = np.clip(np.abs(ref.astype(np.int16) - syn_crops.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+    c = syn_crops.shape[1]
+    real = np.stack([cv2.resize(p, (c, c), interpolation=cv2.INTER_NEAREST) for p in real_patches])
+    pad = 2
+    rows = []
+    for i in range(len(syn_crops)):
+        cells = [syn_crops[i], ref[i], diff[i], real[i]]
+        row = np.full((c + pad, 4 * (c + pad), 3), 255, np.uint8)
+        for j, im in enumerate(cells):
+            row[:c, j * (c + pad): j * (c + pad) + c] = im
+        rows.append(row)
+    return np.concatenate(rows)

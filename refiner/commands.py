@@ -18,18 +18,18 @@ def refine_group() -> None:
               "a BOP root, or a real-set name (e.g. aruco-cube). Labels are never read.")
 @click.option("--out", default="runs/refiner", show_default=True, type=click.Path(file_okay=False))
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--sessions", default="", help="Comma-separated real sessions the refiner may see (e.g. data); "
               "keep the sessions you report scores on out of it.")
 @click.option("--include", multiple=True, help="Only real files matching this glob (relative path); repeatable.")
 @click.option("--exclude", multiple=True, help="Skip real files matching this glob (relative path); repeatable.")
-@click.option("--lam", type=float, default=None, help="Self-regularization weight λ (default: the profile's).")
-@click.option("--lam-cube", type=float, default=None,
+@click.option("--lam", type=click.FloatRange(min=0), default=None, help="Self-regularization weight λ (default: the profile's).")
+@click.option("--lam-cube", type=click.FloatRange(min=0), default=None,
               help="Extra self-regularization on the cube's pixels (default: the profile's).")
-@click.option("--steps", type=int, default=None, help="Adversarial iterations (default: the profile's).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Adversarial iterations (default: the profile's).")
 def train_cmd(synthetic, real, out, profile, seed, device, resume, threads, sessions, include, exclude, lam, lam_cube, steps) -> None:
     """Train a refiner (R) and patch discriminator on synthetic crops vs real photos."""
     from refiner.train import make_config, train_refiner
@@ -65,9 +65,9 @@ def apply_cmd(ckpt, data, out, device, frames) -> None:
               "(use ones the refiner did not see).")
 @click.option("--include", multiple=True)
 @click.option("--exclude", multiple=True)
-@click.option("--n", "n_samples", type=int, default=300, show_default=True, help="Synthetic samples used.")
+@click.option("--n", "n_samples", type=click.IntRange(min=1), default=300, show_default=True, help="Synthetic samples used.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def check_cmd(ckpt, data, real, sessions, include, exclude, n_samples, out, seed, device) -> None:
     """Label preservation (edges, silhouette, ArUco corners) and realism (domain classifier, KID)."""

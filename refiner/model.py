@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+CKPT_FORMAT = "sim2real-refiner/1"
+
 
 class ResBlock(nn.Module):
     """Two 3×3 convolutions with `ch` maps and an identity shortcut (paper: 64 maps)."""

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from core.device import pick_device
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version
+from core.io import UserError, atomic_write_json, atomic_write_png, atomic_write_text, code_version
 from refiner import data as rdata
-from refiner.apply import load_refiner, refine_images
+from refiner.apply import load_refiner, refine_images, sample_grid
 from refiner.label_check import aruco_dictionary_of, label_preservation
 from refiner.realism import domain_classifier_accuracy, kid, random_features
-from refiner.train import sample_grid, save_png
 
 
 def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: str | Path,
@@ -70,7 +69,7 @@ def check_refiner(ckpt: str | Path, data_dir: str | Path, real: str, out_dir: st
                                             device=dev)
         realism[name] = {"domain_classifier_accuracy": acc, "kid": k_mean, "kid_std": k_std,
                          "domain_classifier_accuracy_background": acc_bg}
-    save_png(Path(out_dir) / "samples.png",
+    atomic_write_png(Path(out_dir) / "samples.png",
              sample_grid(R, syn[:8], rdata.sample_real_patches(imgs, min(8, len(syn)), patch,
                                                               np.random.default_rng(seed + 5), scales, cam_w), dev))
     overlap = len(files) - len(held)

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,11 +25,11 @@ from tqdm import tqdm
 
 from core.device import pick_device
 from core.profiles import pick_profile
-from core.io import UserError, atomic_write_json, atomic_write_text, code_version
+from core.io import (UserError, atomic_savefig, atomic_torch_save, atomic_write_json, atomic_write_png,
+                     atomic_write_text, code_version, load_torch_file)
 from refiner import data as rdata
-from refiner.model import HistoryBuffer, PatchDiscriminator, Refiner
-
-CKPT_FORMAT = "sim2real-refiner/1"
+from refiner.apply import sample_grid
+from refiner.model import CKPT_FORMAT, HistoryBuffer, PatchDiscriminator, Refiner
 
 
 @dataclass
@@ -105,43 +103,6 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
-
-
-def torch_save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def sample_grid(refiner: Refiner, syn_crops: np.ndarray, real_patches: np.ndarray, device) -> np.ndarray:
-    """Rows: synthetic crop | refined | 4·|difference| | real patch (resized to the crop size)."""
-    refiner.eval()
-    with torch.no_grad():
-        x = rdata.to_tensor(syn_crops, device)
-        y = refiner(x)
-    refiner.train()
-    ref = rdata.to_uint8(y)
-    diff = np.clip(np.abs(ref.astype(np.int16) - syn_crops.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-    c = syn_crops.shape[1]
-    real = np.stack([cv2.resize(p, (c, c), interpolation=cv2.INTER_NEAREST) for p in real_patches])
-    pad = 2
-    rows = []
-    for i in range(len(syn_crops)):
-        cells = [syn_crops[i], ref[i], diff[i], real[i]]
-        row = np.full((c + pad, 4 * (c + pad), 3), 255, np.uint8)
-        for j, im in enumerate(cells):
-            row[:c, j * (c + pad): j * (c + pad) + c] = im
-        rows.append(row)
-    return np.concatenate(rows)
-
-
 def _plot_losses(rows: list[dict], out_png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -157,12 +118,8 @@ def _plot_losses(rows: list[dict], out_png: Path) -> None:
         ax[1].plot(step, [r[k] for r in rows], label=k)
     ax[1].set_xlabel("step"); ax[1].set_ylim(0, 1); ax[1].legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    atomic_savefig(fig, out_png, dpi=90)
     plt.close(fig)
-    tmp = out_png.with_name(f".{out_png.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, out_png)
 
 
 LOG_FIELDS = ["step", "phase", "loss_reg", "loss_adv", "loss_d", "d_acc_real", "d_acc_refined", "buffer", "elapsed_s"]
@@ -234,7 +191,7 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
 
     step, rows, elapsed0 = 0, [], 0.0
     if cfg.resume and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=False)
+        st = load_torch_file(state_path, "refiner training state", None, device)
         if st["config"] != _comparable(cfg):
             diff = sorted(k for k in st["config"] if st["config"][k] != _comparable(cfg).get(k))
             raise UserError(f"{state_path}: --resume: the run was started with different settings ({', '.join(diff)})")
@@ -313,10 +270,10 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
             bar.set_postfix(phase=phase[:6], reg=f"{lreg:.3f}", adv=f"{ladv:.2f}", d=f"{ld:.2f}",
                             acc=f"{acc_r:.2f}/{acc_f:.2f}")
         if step % cfg.grid_every == 0 or step == total:
-            save_png(out / "grids" / f"step_{step:06d}.png", sample_grid(R, grid_syn, grid_real, device))
+            atomic_write_png(out / "grids" / f"step_{step:06d}.png", sample_grid(R, grid_syn, grid_real, device))
         if step % cfg.ckpt_every == 0 or step == total or step == cfg.stop_at:
             _write_log(rows, out / "log.csv")
-            torch_save_atomic(dict(config=_comparable(cfg), step=step, rows=rows, elapsed_s=time.time() - t0,
+            atomic_torch_save(dict(config=_comparable(cfg), step=step, rows=rows, elapsed_s=time.time() - t0,
                                    R=R.state_dict(), D=D.state_dict(), opt_r=opt_r.state_dict(),
                                    opt_d=opt_d.state_dict(), buffer=buffer.state_dict(),
                                    rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()), state_path)
@@ -334,5 +291,5 @@ def train_refiner(cfg: RefinerConfig, progress: bool = True) -> Path:
                 final_log=rows[-1] if rows else None)
     card = {k: v for k, v in meta.items()}
     atomic_write_json(out / "refiner_card.json", card)
-    torch_save_atomic(dict(meta, state_dict={k: v.cpu() for k, v in R.state_dict().items()}), final)
+    atomic_torch_save(dict(meta, state_dict={k: v.cpu() for k, v in R.state_dict().items()}), final)
     return final

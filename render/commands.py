@@ -9,10 +9,10 @@ from core.io import UserError
 @click.command()
 @click.option("--object", "object_", default="aruco-cube", show_default=True,
               help="Built-in object (aruco-cube, trifinger-cube, plain-cube) or a spec YAML/JSON file.")
-@click.option("--n", type=int, required=True, help="Number of samples.")
+@click.option("--n", type=click.IntRange(min=1), required=True, help="Number of samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output dataset folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Render processes (same bytes for any N).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Render processes (same bytes for any N).")
 @click.option("--like-real", type=click.Path(), default=None,
               help="Real BOP set (or a name such as aruco-cube) whose cameras (K, size) to imitate.")
 @click.option("--camera", "camera_file", type=click.Path(), default=None,
@@ -27,8 +27,8 @@ from core.io import UserError
 @click.option("--frame-width", type=int, default=160, show_default=True, help="Working width of the full frame (px).")
 @click.option("--crop-px", type=int, default=128, show_default=True, help="Side of the zoomed crop (px).")
 @click.option("--crop-scale", type=float, default=2.0, show_default=True, help="Crop side / cube's projected size.")
-@click.option("--shard-size", type=int, default=256, show_default=True, help="Samples per shard file.")
-@click.option("--views-per-scene", type=int, default=4, show_default=True,
+@click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Samples per shard file.")
+@click.option("--views-per-scene", type=click.IntRange(min=1), default=4, show_default=True,
               help="Camera views rendered per built-and-settled scene.")
 def generate(object_, n, out, seed, workers, like_real, camera_file, randomization, space_file, scene_file, drop,
              frame_width, crop_px, crop_scale, shard_size, views_per_scene):
@@ -56,7 +56,7 @@ def generate(object_, n, out, seed, workers, like_real, camera_file, randomizati
 @click.command()
 @click.option("--data", type=click.Path(), required=True, help="Dataset folder.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG contact sheet to write.")
-@click.option("--n", type=int, default=24, show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=24, show_default=True)
 def show(data, out, n):
     """Contact sheet of frames and crops with the labelled pose drawn (a visual label check)."""
     from render.dataset import SyntheticDataset

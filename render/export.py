@@ -14,14 +14,26 @@ from render.dataset import SyntheticDataset
 def export_bop(ds: SyntheticDataset, out_dir: str | os.PathLike, images: str = "frames",
                scene_size: int = 1000) -> Path:
     """Write ds as a BOP dataset (test split, `scene_size` images per scene) into out_dir, atomically."""
-    from core.bop import write_models, write_scene  # the project's one BOP writer
     if images not in ("frames", "crops"):
         raise UserError(f"--images: expected frames or crops, got {images!r}")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: exists and is not empty; choose a new folder")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write(ds, tmp, images, scene_size)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:  # nothing half-written is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write(ds: SyntheticDataset, tmp: Path, images: str, scene_size: int) -> None:
+    from core.bop import write_models, write_scene
     write_models(tmp, [ds.spec])
     lab = ds.labels
     arr = ds.frames if images == "frames" else ds.crops
@@ -34,7 +46,3 @@ def export_bop(ds: SyntheticDataset, out_dir: str | os.PathLike, images: str = "
                         "gts": [(ds.spec.obj_id, lab["R"][i], np.asarray(lab["t_m"][i]) * 1000.0)],
                         "source": f"{ds.root}#{i}"})
         write_scene(tmp, s0 // scene_size + 1, ims, session="synthetic", camera=images)
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
-    return out

@@ -7,6 +7,8 @@ progress, `manifest.json` appears only when every shard is there.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import multiprocessing as mp
 import os
@@ -22,8 +24,9 @@ from tqdm import tqdm
 from core.io import UserError, atomic_write_json, code_version, read_json, sha256_of_json
 from core.objects import load_object_spec
 from randomizer.space import load_space
-from render.dataset import FORMAT, is_dataset, labels_array, shard_name, write_shard
-from render.scene import DEFAULT_CAMERA, Camera, SceneRenderer, SceneSpec
+from render.dataset import (FORMAT, is_dataset, labels_array, read_manifest, remove_stale_temps, shard_entry,
+                            shard_name, write_shard)
+from render.scene import DEFAULT_CAMERA, RENDER_PARAMS, Camera, SceneRenderer, SceneSpec
 
 RANDOMIZATION_LEVELS = ("nominal", "dr", "widest", "adr-pool")
 ADR_POOL_Q_NOMINAL = 0.85  # adr-pool: each render parameter stays nominal with this probability
@@ -61,7 +64,11 @@ class GenerateConfig:
             raise UserError(f"--shard-size: expected a positive multiple of --views-per-scene "
                             f"({self.views_per_scene}), got {self.shard_size}")
         load_object_spec(self.object)
-        load_space(self.space_file)
+        space = load_space(self.space_file)
+        missing = [n for n in RENDER_PARAMS if n not in space.names("render")]
+        if missing:
+            raise UserError(f"{space.source}: params.{missing[0]}: missing (the renderer reads "
+                            f"{len(missing)} render-time parameter(s) this space does not declare)")
         SceneSpec.from_dict(self.scene, "scene")
         return self
 
@@ -75,8 +82,8 @@ def load_scene_file(path: str) -> dict[str, Any]:
         raise UserError(f"{p}: scene file not found")
     try:
         d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # a binary file given as YAML, too
+        raise UserError(f"{p}: malformed YAML ({str(e).splitlines()[0][:100]})") from None
     if not isinstance(d, dict):
         raise UserError(f"{p}: expected a mapping of scene fields")
     SceneSpec.from_dict(d, str(p))
@@ -134,11 +141,11 @@ def _render_shard(job: tuple[int, int, int, str]) -> tuple[int, str, int]:
         for v, s in enumerate(views):
             s.params.update(camera_index=cam_idx, scene_index=g, view_index=v)
         samples.extend(views[:stop - g * V])
-    digest = write_shard(Path(out) / "shards" / shard_name(k),
+    entry = write_shard(Path(out) / "shards" / shard_name(k),
                          np.stack([s.frame for s in samples]), np.stack([s.frame_mask for s in samples]),
                          np.stack([s.crop for s in samples]), np.stack([s.crop_mask for s in samples]),
                          labels_array([s.labels for s in samples]), [s.params for s in samples])
-    return k, digest, stop - start
+    return k, entry, stop - start
 
 
 def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: int = 1,
@@ -154,8 +161,42 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
     key = sha256_of_json(job_cfg)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
+    if out.exists() and not _is_ours(out):
+        raise UserError(f"{out}: exists, is not empty and is not a sim2real dataset; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        return _generate_locked(cfg, out, job_cfg, key, workers, progress)
+
+
+LOCK_NAME = ".generate.lock"
+
+
+def _is_ours(out: Path) -> bool:
+    """out is empty (but for our lock file), a dataset, or an interrupted generate."""
+    return is_dataset(out) or (out / "generate.json").is_file() or not any(
+        p.name != LOCK_NAME for p in out.iterdir())
+
+
+@contextlib.contextmanager
+def output_lock(out: Path):
+    """An exclusive flock on OUT/.generate.lock for the whole run: a second `generate` into the same folder gets
+    a clear error instead of interleaving shards (the kernel drops the lock if the process dies)."""
+    f = open(out / LOCK_NAME, "a")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out}: another `sim2real generate` is writing into this folder; wait for it to "
+                            f"finish or choose another --out") from None
+        yield
+    finally:
+        f.close()
+
+
+def _generate_locked(cfg: GenerateConfig, out: Path, job_cfg: dict[str, Any], key: str, workers: int,
+                     progress: bool) -> Path:
     if is_dataset(out):
-        m = read_json(out / "manifest.json", "manifest")
+        m = read_manifest(out)
         if m.get("config_hash") == key:
             if progress:
                 print(f"{out}: already complete ({m['n']} samples), nothing to do")
@@ -163,22 +204,21 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
         raise UserError(f"{out}: holds a dataset made with other settings; choose another --out or delete it")
     if (out / "generate.json").is_file():
         prev = read_json(out / "generate.json", "generate state")
-        if prev.get("config_hash") != key:
+        if not isinstance(prev, dict) or prev.get("config_hash") != key:
             raise UserError(f"{out}: holds an interrupted run with other settings; rerun it with the same "
                             f"arguments, or delete the folder")
-    elif out.exists() and any(out.iterdir()):
+    elif not _is_ours(out):
         raise UserError(f"{out}: exists, is not empty and is not a sim2real dataset; choose an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out / "shards")  # a killed run's half-written shard (we hold the lock)
     atomic_write_json(out / "generate.json", {"config": job_cfg, "config_hash": key})
 
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
-    jobs, digests = [], {}
+    jobs, entries = [], {}
     for k in range(n_shards):
         start, stop = k * cfg.shard_size, min(cfg.n, (k + 1) * cfg.shard_size)
         done = out / "shards" / shard_name(k)
         if (done / "params.json").is_file():  # shards appear by rename, so a present one is complete
-            from render.dataset import shard_sha256
-            digests[k] = shard_sha256(done)
+            entries[k] = shard_entry(done)
         else:
             jobs.append((k, start, stop, str(out)))
     t0 = time.time()
@@ -188,21 +228,21 @@ def generate_dataset(cfg: GenerateConfig, out_dir: str | os.PathLike, workers: i
         if workers == 1:
             _worker_init(job_cfg)
             for job in jobs:
-                k, digest, n = _render_shard(job)
-                digests[k] = digest
+                k, entry, n = _render_shard(job)
+                entries[k] = entry
                 bar.update(n)
         else:
             ctx = mp.get_context("spawn")  # fresh interpreters: no inherited PyBullet state
             with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init, initargs=(job_cfg,)) as pool:
-                for k, digest, n in pool.imap_unordered(_render_shard, jobs):
-                    digests[k] = digest
+                for k, entry, n in pool.imap_unordered(_render_shard, jobs):
+                    entries[k] = entry
                     bar.update(n)
     bar.close()
 
     spec = load_object_spec(cfg.object)
     space = load_space(cfg.space_file)
     shards = [{"name": shard_name(k), "n": min(cfg.n, (k + 1) * cfg.shard_size) - k * cfg.shard_size,
-               "sha256": digests[k]} for k in range(n_shards)]
+               **entries[k]} for k in range(n_shards)]
     cam0 = cfg.cameras[0]
     fw, fh = cfg.frame_size(cam0)
     manifest = {

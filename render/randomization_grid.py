@@ -1,13 +1,12 @@
 """CLI: `sim2real randomizer show` — what the randomization looks like at nominal, mid and widest ranges."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 import numpy as np
 
-from core.io import UserError
+from core.io import UserError, atomic_savefig
 
 LEVELS = (("nominal", 0.0), ("mid", 0.5), ("widest", 1.0))
 
@@ -85,11 +84,8 @@ def _save_png(path: Path, grid: np.ndarray, labels: list[str]) -> None:
     for s in ax.spines.values():
         s.set_visible(False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 @click.group("randomizer")
@@ -102,9 +98,9 @@ def randomizer_group() -> None:
               help="Parameter-space YAML (default: the shipped randomizer/default.yaml).")
 @click.option("--out", required=True, type=click.Path(), help="Output PNG (rows: nominal, mid, widest).")
 @click.option("--object", "object_name", default="aruco-cube", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n", "n_cols", type=int, default=6, show_default=True, help="Samples per row.")
-@click.option("--size", "crop_px", type=int, default=128, show_default=True, help="Cell size in px (the crop).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--n", "n_cols", type=click.IntRange(min=1), default=6, show_default=True, help="Samples per row.")
+@click.option("--size", "crop_px", type=click.IntRange(min=1), default=128, show_default=True, help="Cell size in px (the crop).")
 @click.option("--image-only", is_flag=True, help="Skip the renderer: image-level randomization on a test card.")
 def show_cmd(config, out, object_name, seed, n_cols, crop_px, image_only) -> None:
     """Render samples at the nominal, mid (halfway) and widest ranges of every parameter."""

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import cv2
@@ -48,6 +48,11 @@ from render.mesh import mesh_files
 from render.textures import WALL_RGB, WOOD_RGB, make_texture
 
 DROP_ORIENTATIONS = ("bottom", "any", "free")
+# the render-time parameters the scene builder reads: a parameter space must declare every one of them
+RENDER_PARAMS = ("ambient", "background_texture", "cube_brightness", "cube_texture_contrast", "cube_tint", "diffuse",
+                 "distractor_count", "distractor_size_m", "focal_jitter_frac", "light_azimuth_deg",
+                 "light_elevation_deg", "light_intensity", "light_tint", "shadow", "specular", "support_box_prob",
+                 "table_texture", "texture_color_jitter")
 
 
 @dataclass
@@ -68,6 +73,18 @@ class SceneSpec:
     settle_steps: int = 150              # physics steps at 240 Hz (the drop is 5 mm, so it settles fast)
 
     def validate(self, src: str = "scene") -> "SceneSpec":
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        for f in fields(self):  # types first: a scalar where a range belongs, a string where a number does
+            v, default = getattr(self, f.name), f.default
+            if isinstance(default, tuple) and not (isinstance(v, tuple) and len(v) == 2 and all(num(x) for x in v)):
+                raise UserError(f"{src}: {f.name}: expected a range [low, high] of numbers, got {v!r}")
+            if isinstance(default, (int, float)) and not num(v):
+                raise UserError(f"{src}: {f.name}: expected a number, got {v!r}")
+        if not isinstance(self.settle_steps, int) or not 0 <= self.settle_steps <= 10_000:
+            raise UserError(f"{src}: settle_steps: expected an integer in 0..10000, got {self.settle_steps!r}")
+        for name in ("drop_tilt_deg", "min_size_px"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{src}: {name}: expected ≥ 0, got {getattr(self, name)}")
         for name in ("camera_distance_m", "camera_elevation_deg", "camera_azimuth_deg", "camera_roll_deg",
                      "support_box_height_m", "table_half_extent_m"):
             lo, hi = getattr(self, name)

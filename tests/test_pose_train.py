@@ -98,14 +98,14 @@ def test_resume_continues_identically(tiny_data, tmp_path):
     a = train(make_config("quick", out=str(tmp_path / "a"), epochs=2, **kw), progress=False)
     train(make_config("quick", out=str(tmp_path / "b"), epochs=1, **kw), progress=False)
     b = train(make_config("quick", out=str(tmp_path / "b"), epochs=2, resume=True, **kw), progress=False)
-    sa, sb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert sb["epoch"] == 1 and len(sb["history"]) == 2
     for k, v in sa["model"].items():
         assert torch.equal(v, sb["model"][k]), k
     assert sa["history"][-1]["train_loss"] == sb["history"][-1]["train_loss"]
     # a different seed really changes the run (the comparison above can fail)
     c = train(make_config("quick", out=str(tmp_path / "c"), epochs=2, seed=1, **kw), progress=False)
-    sc = torch.load(c, weights_only=False)
+    sc = torch.load(c, weights_only=True)
     assert not torch.equal(sc["model"]["regressor.head.weight"], sa["model"]["regressor.head.weight"])
 
 
@@ -157,7 +157,7 @@ def test_adr_and_dr_pipelines_plug_in(tiny_data, tmp_path):
     card = json.loads((tmp_path / "adr" / "model_card.json").read_text())
     assert card["pipeline"] == "adr" and "adr_final_ranges" in card and np.isfinite(card["adr_entropy"])
     assert (tmp_path / "adr" / "adr_ranges.csv").is_file()
-    state = torch.load(ck, weights_only=False)["pipeline_state"]
+    state = torch.load(ck, weights_only=True)["pipeline_state"]
     assert state["adr"]["counters"]["n_draws"] == state["step"] > 0
     from pose_model.pipelines import make_pipeline
     pipe = make_pipeline("dr", None, 0, torch.device("cpu"))

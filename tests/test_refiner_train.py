@@ -75,7 +75,7 @@ def test_train_writes_checkpoint_grid_log_and_real_file_list(tiny_refiner):
     assert card["real"]["sessions"] == ["data"]
     assert card["real"]["files"] == [f"data/cam0/rgb_{i:05d}.jpg" for i in range(3)]
     assert card["crop_px"] == 48 and card["lam"] == make_config("default").lam and card["steps_done"] == 10
-    ck = torch.load(tiny_refiner, weights_only=False)
+    ck = torch.load(tiny_refiner, weights_only=True)
     assert ck["format"] == "sim2real-refiner/1" and set(ck["state_dict"]) == set(Refiner(8, 1).state_dict())
 
 
@@ -88,8 +88,8 @@ def test_resume_reproduces_uninterrupted_run(tiny_data, real_dir, tiny_refiner, 
     with pytest.raises(UserError, match="different settings"):
         train_refiner(tiny_cfg(tiny_data, real_dir, out, resume=True, lam=99.0), progress=False)
     final = train_refiner(tiny_cfg(tiny_data, real_dir, out, resume=True), progress=False)
-    a = torch.load(final, weights_only=False)["state_dict"]
-    b = torch.load(tiny_refiner, weights_only=False)["state_dict"]
+    a = torch.load(final, weights_only=True)["state_dict"]
+    b = torch.load(tiny_refiner, weights_only=True)["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
@@ -124,6 +124,24 @@ def test_apply_keeps_labels_byte_identical(tiny_refiner, tiny_data, tmp_path):
     assert rb["frames"] == "copied" and rb["crops"] == "refined" and rb["trained_on"]["real_sessions"] == ["data"]
     assert rb["trained_on"]["n_real_files"] == 3 and ref.manifest["derived_from"]["content_hash"] == src.manifest["content_hash"]
     assert len(ref) == len(src) and ref.manifest["format"] == src.manifest["format"]
+
+
+def test_apply_leaves_nothing_on_failure(tiny_refiner, tiny_data, tmp_path):
+    """A shard that fails its hash check halfway through: refine apply raises and leaves no output at all."""
+    import shutil
+    from core.io import UserError
+    from refiner.apply import refine_dataset
+    from render.dataset import read_manifest
+    src = tmp_path / "src"
+    shutil.copytree(tiny_data, src)
+    last = read_manifest(src)["shards"][-1]["name"]
+    f = src / "shards" / last / "crops.npy"
+    b = bytearray(f.read_bytes())
+    b[-1] ^= 0xFF
+    f.write_bytes(bytes(b))
+    with pytest.raises(UserError, match="crops.npy: sha256"):
+        refine_dataset(tiny_refiner, src, tmp_path / "refined", device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 def test_bad_inputs_are_user_errors(tiny_data, real_dir, tiny_refiner, tmp_path):

@@ -105,6 +105,8 @@ def test_same_seed_same_bytes_with_1_and_2_workers_and_after_resume(tmp_path):
     shutil.copytree(a, c)
     (c / "manifest.json").unlink()
     shutil.rmtree(c / "shards" / "000001")
+    (c / "shards" / ".000001.tmp99999").mkdir()  # the killed run's half-written shard: removed on resume
+    (c / "shards" / ".000001.tmp99999" / "frames.npy").write_bytes(b"half")
     (c / "generate.json").write_text(json.dumps({"config_hash": json.loads((a / "manifest.json").read_text())
                                                  ["config_hash"]}))
     with pytest.raises(UserError, match="incomplete"):
