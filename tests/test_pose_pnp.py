@@ -167,3 +167,11 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     ft = torch.load(out, weights_only=False)["model"]
     k = "regressor.head.weight"
     assert 0 < (ft[k] - sim[k]).abs().max() < 0.5 * sim[k].abs().max()
+
+
+def test_old_checkpoint_format_gets_a_clear_error(tmp_path):
+    from pose_model.model import load_checkpoint
+    p = tmp_path / "old.pt"
+    torch.save({"format": "sim2real-pose/1", "model": {}}, p)
+    with pytest.raises(UserError, match="older format sim2real-pose/1.*retrain"):
+        load_checkpoint(p)
