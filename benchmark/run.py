@@ -4,9 +4,10 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   real            the real set (imported from --from into the cache if needed); sessions split into
                   TUNE (refiner, oracle training, any tuning) and REPORT (every number in the table)
   data:<level>    synthetic datasets (nominal, dr, adr-pool), cached by config hash, reused across runs
-  refiner:s<k>    SimGAN (seed k) trained on synthetic crops vs UNLABELLED tune-session images, then applied;
+  refiner:s<k>    SimGAN (seed k) trained on synthetic frames vs UNLABELLED tune-session images, then applied;
                   the SimGAN pipelines of seed k train on its output
-  train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle)
+  train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle), and
+                  finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
   report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
 
@@ -28,6 +29,7 @@ from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
 from pose_model.registry import PIPELINES, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
+FINETUNE_FROM = "simgan+dr"  # the sim pipeline the fine-tune row starts from (the best in the last default run)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class BenchProfile:
     workers: int = 2
     train_overrides: dict[str, Any] = field(default_factory=dict)
     oracle_overrides: dict[str, Any] = field(default_factory=dict)
+    finetune_overrides: dict[str, Any] = field(default_factory=dict)
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 1000
     seeds: int = 1               # training seeds per pipeline when --seeds is not given
@@ -46,7 +49,7 @@ class BenchProfile:
 PROFILES = {
     # CI smoke test: every stage runs on tiny sizes; the numbers mean nothing
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
-                          oracle_overrides={"max_samples": 64}),
+                          oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1}),
     # 2-core CPU, under an hour
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 6k crops 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=6144, train_profile="default", refiner_profile="default",
@@ -292,8 +295,9 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     return out
 
 
-ORACLE, MEAN_POSE = "oracle", "mean-pose"
-ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose"}
+ORACLE, MEAN_POSE, FINETUNE = "oracle", "mean-pose", "finetune"
+ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose",
+             FINETUNE: f"sim→real fine-tune ({FINETUNE_FROM})"}
 
 
 @dataclass(frozen=True)
@@ -327,8 +331,10 @@ class Job:
 
 def plan_jobs(pipelines: tuple[str, ...], seeds: int) -> list[Job]:
     """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), the
-    oracle per seed, then the mean-pose floor (deterministic: one row)."""
-    return [Job(p, s) for s in range(seeds) for p in (*pipelines, ORACLE)] + [Job(MEAN_POSE, 0)]
+    oracle and the fine-tune row (when FINETUNE_FROM is among the pipelines) per seed, then the mean-pose floor
+    (deterministic: one row)."""
+    extra = (ORACLE, FINETUNE) if FINETUNE_FROM in pipelines else (ORACLE,)
+    return [Job(p, s) for s in range(seeds) for p in (*pipelines, *extra)] + [Job(MEAN_POSE, 0)]
 
 
 @dataclass
@@ -363,13 +369,17 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
                                                          str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session),
                               num_cpus=cpus, num_gpus=ctx.gpus))
-        if j.pipeline == ORACLE:
-            src, overrides = ctx.oracle_data, prof.oracle_overrides
+        if j.pipeline == FINETUNE:
+            tasks.append(Task(j.train_stage, _finetune, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), ctx.oracle_data,
+                                                          run_dir, ctx.real_root, ctx.tune_session, j.seed, ctx.dev,
+                                                          prof.finetune_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
+        elif j.pipeline == ORACLE:
+            tasks.append(Task(j.train_stage, _train, (ctx.oracle_data, run_dir, j.pipeline, prof, j.seed, ctx.dev,
+                                                      prof.oracle_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
         else:
             src = After(j.refiner_stage) if j.refiner_stage else ctx.data[PIPELINES[j.pipeline].dataset]
-            overrides = prof.train_overrides
-        tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, overrides),
-                          num_cpus=cpus, num_gpus=ctx.gpus))
+            tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev,
+                                                      prof.train_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
                                                               ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),
                           num_cpus=1.0, num_gpus=ctx.gpus / 4))
@@ -446,6 +456,17 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
     return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
             "trained_on_session": tune, "seed": seed, "real_images_seen": len(files),
             "real_scenes_seen": scenes}
+
+
+def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: Path, tune_session: str, seed: int,
+              dev: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The practitioner's row: a sim-trained model fine-tuned on the tune session's labelled photos."""
+    from pose_model.finetune import finetune
+    path = finetune(trained["checkpoint"], oracle_data, out, real_root, tune_session, seed=seed, device=dev,
+                    **overrides)
+    card = read_json(Path(out) / "model_card.json", "model card")
+    return {"checkpoint": str(path), "train_seconds": round(card.get("train_time_s", 0.0), 1),
+            "from": trained["checkpoint"], "val": card.get("val_metrics", {})}
 
 
 def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:

@@ -5,13 +5,20 @@
    (the side of the renderer's crop, 2 × the projected cube size, relative to the image width). Outputs are
    in normalised image coordinates, so a photo of any size works (resized with an area filter).
 2. Crop regressor (nets.CropRegressor): a square crop of the FULL-resolution image (side = crop_factor ×
-   the localizer's size, default 0.75 → 1.5 × the cube) resampled to 64² with an exact K
+   the localizer's size, default 0.75 → 1.5 × the cube) resampled to crop_px² with an exact K
    (geometry.crop_K) → 6D rotation (Zhou et al. 2019), ALLOCENTRIC (relative to the viewing ray through
-   the cube centre; R_ego = R_ray · R_allo), the centre's offset from the crop centre (crop units) and a
-   scale-invariant depth code log(z · n / (f_crop · S)), turned into t with the crop's K. At test time it
-   runs twice (`refine_iters`): the second crop is centred on the first pass's projected centre.
+   the cube centre; R_ego = R_ray · R_allo), the centre's offset from the crop centre (crop units), a
+   scale-invariant depth code log(z · n / (f_crop · S)), 9 keypoints (centre + 8 corners, crop units) and,
+   for a cube whose faces differ (markers), logits over the 24 shape symmetries. Geometry (rotation,
+   keypoints) is learnt modulo the cube's SHAPE symmetries (min over them); which one applies is the
+   classifier's job, so the regression never averages 24 equally likely answers.
+   Two heads: "direct" (6D + depth code) and "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
+   the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp).
+   At test time it runs 1 + `refine_iters` (default 2) times; each refinement re-centres AND re-sizes the crop from the
+   current estimate (`resize_crop`: the renderer's framing of the projected cube).
 Training crops are sub-crops of the rendered (2 × cube) crop, jittered ±15 % in side and ±8 % in position
-the way the localizer errs. Rotation loss: min over the object's symmetries of ‖R_pred − R_gt·g‖_F.
+the way the localizer errs. Rotation loss: min over the shape's symmetries of ‖R_pred − R_gt·g‖_F, plus the
+classifier's cross-entropy for that g; keypoint loss: L1 to the keypoints of R_gt·g.
 
 Public surface:
 - train:     `train(TrainConfig) -> Path` (run dir: model.pt, model_card.json, curves.csv/png);
@@ -21,5 +28,8 @@ Public surface:
 - model:     `PoseModel`, `ModelMeta`, `load_checkpoint(path)` (weights_only=True; imports no training code)
 - geometry:  6D rotations, allocentric↔egocentric, depth code, batched crop K / crops, symmetric errors
 - pipelines: how none / dr / adr / simgan / simgan+dr plug into training (randomizer/ and refiner/ APIs)
-CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`. Benchmark: perf/train_throughput.py.
+- finetune:  `finetune(ckpt, real_root, scene_ids, out, ...) -> Path`: a sim-trained model fine-tuned on the
+             TUNE session's labelled photos (any other scene id is refused)
+CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`. Perf: perf/train_throughput.py,
+perf/pose_accuracy.py (each inference variant of one checkpoint on synthetic val and real sessions).
 """

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.io import load_torch_file
+from core.io import UserError, load_torch_file
 from pose_model import geometry as G
 from pose_model.nets import CropRegressor, Localizer
 
@@ -28,15 +30,51 @@ class ModelMeta:
     loc_width: int
     reg_width: int
     reg_hidden: int
+    size_xyz_m: tuple[float, float, float] | None = None   # the cuboid's sides (None: a cube of size_m)
+
+
+N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
+
+
+def keypoints_m(size_xyz_m) -> torch.Tensor:
+    """(9,3) object-frame keypoints: the centre, then the 8 corners (x slowest, as ObjectSpec.corners_m)."""
+    h = torch.as_tensor(size_xyz_m, dtype=torch.float64) / 2
+    c = [[sx * h[0], sy * h[1], sz * h[2]] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    return torch.tensor([[0.0, 0.0, 0.0]] + c, dtype=torch.float64)
+
+
+def shape_symmetries(size_xyz_m) -> torch.Tensor:
+    """(S,3,3) the proper rotations that map the cuboid's SHAPE onto itself (signed permutations with det +1
+    that keep the sides): 24 for a cube, 4 for a box with three different sides."""
+    size = np.asarray(size_xyz_m, float)
+    out = []
+    for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        for signs in np.ndindex(2, 2, 2):
+            P = np.zeros((3, 3))
+            for r, c in enumerate(perm):
+                P[r, c] = 1.0 - 2.0 * signs[r]
+            if np.linalg.det(P) > 0 and np.allclose(np.abs(P) @ size, size, rtol=1e-3):
+                out.append(P)
+    return torch.as_tensor(np.stack(out))
 
 
 class PoseModel(nn.Module):
+    """Localizer + crop regressor. Geometry (rotation, keypoints) is learnt modulo the cuboid's SHAPE symmetries
+    (`geo_syms`: the cube looks like a plain cube at first sight, and regressing to one of 24 equally likely
+    answers averages them); which of them it is — the markers' word — is a classification (`sym_logits`)
+    when the object's own symmetries (`syms`, used in the metrics) are fewer than the shape's."""
+
     def __init__(self, meta: ModelMeta, symmetries: torch.Tensor) -> None:
         super().__init__()
         self.meta = meta
+        size = meta.size_xyz_m or (meta.size_m,) * 3
+        geo = shape_symmetries(size).float()
+        n_cls = len(geo) if len(geo) > len(symmetries) else 0
         self.localizer = Localizer(meta.loc_width)
-        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden)
+        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP, n_cls=n_cls)
         self.register_buffer("syms", symmetries.float())
+        self.register_buffer("geo_syms", geo if n_cls else symmetries.float())
+        self.register_buffer("kp_obj", keypoints_m(size).float())
 
     # ---- localizer ----------------------------------------------------------------------------------
     def loc_targets(self, centre_full: torch.Tensor, side_full: torch.Tensor):
@@ -90,36 +128,99 @@ class PoseModel(nn.Module):
         code = G.depth_code(t[:, 2], Kc, n, self.meta.size_m)
         return G.ego_to_allo(R, t), offset, code, Kc
 
+    def sym_choice(self, out: dict) -> torch.Tensor:
+        """(B,3,3) the shape symmetry g the classifier says the geometric estimate is off by (R = R_geo · gᵀ);
+        the identity when there is no classifier."""
+        if "sym_logits" not in out:
+            B = out["rot6d"].shape[0]
+            return torch.eye(3, dtype=out["rot6d"].dtype, device=out["rot6d"].device).expand(B, 3, 3)
+        return self.geo_syms.to(out["rot6d"].dtype)[out["sym_logits"].argmax(-1)]
+
     def reg_decode(self, out: dict, Kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ R (B,3,3) egocentric, t (B,3) metres, R_allo, from the regressor's outputs and the crop's K."""
         n = self.meta.crop_px
         uv = (out["offset"] + 0.5) * n - 0.5
         z = G.depth_from_code(out["depth_code"], Kc, n, self.meta.size_m)
         t = G.translation_from_centre_depth(uv, z, Kc)
-        R_allo = G.rot6d_to_matrix(out["rot6d"])
+        R_allo = G.rot6d_to_matrix(out["rot6d"]) @ self.sym_choice(out).transpose(-1, -2)
         return G.allo_to_ego(R_allo, t), t, R_allo
 
-    def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple):
-        """Per-sample losses (B,) of rotation (min over symmetries), centre and depth."""
+    def kp_targets(self, R: torch.Tensor, t: torch.Tensor, Kc: torch.Tensor) -> torch.Tensor:
+        """(B,S,9,2): the keypoints' projections into the crop (crop units, as `offset`) for the pose R·g of
+        each symmetry g: a symmetric cube looks the same under every g, so which corner is which is decided
+        by the rotation the network chose (reg_loss picks the g nearest its rotation)."""
+        n = self.meta.crop_px
+        Rg = R[:, None] @ self.geo_syms[None].to(R.dtype)                           # (B,S,3,3)
+        X = (Rg[:, :, None] @ self.kp_obj.to(R.dtype)[None, None, :, :, None])[..., 0] + t[:, None, None]
+        uv = G.project(X, Kc[:, None, None])
+        return (uv + 0.5) / n - 0.5
+
+    def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple,
+                 kp: torch.Tensor | None = None):
+        """Per-sample losses (B,) of rotation (min over the shape's symmetries), centre and depth, the
+        classifier's cross-entropy for the symmetry the rotation chose (weight w[4], default w[0]), and with `kp`
+        (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the same symmetry."""
         Rp = G.rot6d_to_matrix(out["rot6d"])
-        Rg = R_allo[:, None] @ self.syms[None]
-        l_rot = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1).values.clamp_min(1e-8).sqrt()
+        Rg = R_allo[:, None] @ self.geo_syms[None].to(R_allo.dtype)
+        d_rot, g = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1)
+        l_rot = d_rot.clamp_min(1e-8).sqrt()
+        if "sym_logits" in out:
+            w_cls = w[4] / w[0] if len(w) > 4 else 1.0
+            l_rot = l_rot + w_cls * F.cross_entropy(out["sym_logits"], g, reduction="none")
         l_c = (out["offset"] - offset).abs().sum(-1)
         l_d = (out["depth_code"] - code).abs()
-        return w[0] * l_rot + w[1] * l_c + w[2] * l_d, (l_rot, l_c, l_d)
+        total = w[0] * l_rot + w[1] * l_c + w[2] * l_d
+        if kp is None or len(w) < 4 or "kp" not in out:
+            return total, (l_rot, l_c, l_d)
+        tgt = kp[torch.arange(len(g), device=g.device), g]                            # (B,9,2)
+        l_kp = (out["kp"] - tgt).abs().sum(-1).mean(-1)
+        return total + w[3] * l_kp, (l_rot, l_c, l_d, l_kp)
+
+    def pnp(self, kp_crop: torch.Tensor, Kc: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor,
+            max_err_px: float | None = None):
+        """Pose from the predicted keypoints (crop units) by PnP in the crop's K (OpenCV: RANSAC from the direct
+        head's pose, then Levenberg-Marquardt). → R (B,3,3), t (B,3), ok (B,) bool; where PnP fails or its
+        reprojection error is above max_err_px (default 5 % of the crop) the direct pose is kept."""
+        n = self.meta.crop_px
+        max_err_px = 0.05 * n if max_err_px is None else max_err_px
+        uv = ((kp_crop.double() + 0.5) * n - 0.5).cpu().numpy()
+        K = Kc.double().cpu().numpy()
+        X = self.kp_obj.double().cpu().numpy()
+        R_out, t_out = R0.double().cpu().numpy().copy(), t0.double().cpu().numpy().copy()
+        ok = np.zeros(len(uv), bool)
+        for i in range(len(uv)):
+            R_i, t_i, good = solve_pnp(X, uv[i], K[i], R_out[i], t_out[i], max_err_px)
+            # the direct head is the sanity check: keypoints that collapsed or scattered give a far-off depth
+            if good and abs(np.log(t_i[2] / max(t_out[i][2], 1e-6))) < 0.3:
+                R_out[i], t_out[i], ok[i] = R_i, t_i, True
+        dev, dt = R0.device, R0.dtype
+        return (torch.as_tensor(R_out, dtype=dt, device=dev), torch.as_tensor(t_out, dtype=dt, device=dev),
+                torch.as_tensor(ok, device=dev))
+
+    def crop_side(self, R: torch.Tensor, t: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """The crop side for a pose: crop_factor × the renderer's rule (2 × the larger side of the projected
+        corners' bounding box), so a re-sized crop frames the cube the way the training crops did."""
+        X = (R[:, None] @ self.kp_obj[1:].to(R.dtype)[None, :, :, None])[..., 0] + t[:, None]
+        uv = G.project(X, K[:, None])
+        ext = (uv.max(1).values - uv.min(1).values).max(-1).values
+        return 2.0 * ext * self.meta.crop_factor
 
     # ---- end to end ---------------------------------------------------------------------------------
     @torch.no_grad()
     def infer(self, frames: torch.Tensor, crop_source, K_full: torch.Tensor, refine_iters: int = 1,
-              boxes: torch.Tensor | None = None, image_hw: tuple[int, int] | None = None):
+              boxes: torch.Tensor | None = None, image_hw: tuple[int, int] | None = None,
+              resize_crop: bool = True, head: str = "pnp"):
         """End-to-end inference on a batch.
 
         frames: (B,3,Hf,Wf) float in [0,1] at the working resolution;
         crop_source(boxes (B,3) full-res px, out_px) → (B,3,n,n) float crops (from the full-res photo at
         test time, from the rendered crop on the synthetic validation set);
         boxes: skip the localizer and use these crop boxes (the GT-crop diagnostic);
-        image_hw: size of the image K_full belongs to (default: the training camera's).
-        → dict R (B,3,3), t_m (B,3), score (B,), centre/side of the localizer, box of the last crop.
+        image_hw: size of the image K_full belongs to (default: the training camera's);
+        resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
+        head: "pnp" (keypoints + PnP, the direct pose where PnP fails) or "direct" (the 6D/depth head).
+        → dict R, t_m (the chosen head), R_direct, t_direct, pnp_ok (B,) bool, score (B,), centre/side of the
+        localizer, box of the last crop.
         """
         n = self.meta.crop_px
         if boxes is None:
@@ -128,20 +229,75 @@ class PoseModel(nn.Module):
         else:
             centre = torch.stack([boxes[:, 0] + boxes[:, 2] / 2 - 0.5, boxes[:, 1] + boxes[:, 2] / 2 - 0.5], -1)
             side, score = boxes[:, 2], torch.ones(len(boxes), device=boxes.device)
+        if head not in ("pnp", "direct"):
+            raise ValueError(f"head {head!r}: expected 'pnp' or 'direct'")
         loc_centre, loc_side = centre, side
         for it in range(1 + max(0, refine_iters)):
             box = G.box_around(centre, side)
             Kc = G.crop_K(K_full, box, n)
             out = self.regressor(crop_source(box, n))
-            R, t, _ = self.reg_decode(out, Kc)
-            centre = G.project(t, K_full)
-        return {"R": R, "t_m": t, "score": score, "loc_centre": loc_centre, "loc_side": loc_side, "box": box}
+            R_d, t_d, _ = self.reg_decode(out, Kc)
+            R, t, ok = (R_d, t_d, torch.zeros(len(R_d), dtype=torch.bool, device=R_d.device))
+            if head == "pnp":  # keypoints follow the geometric estimate R_d·g: PnP there, then back by gᵀ
+                g = self.sym_choice(out)
+                R, t, ok = self.pnp(out["kp"], Kc, R_d @ g, t_d)
+                R = R @ g.transpose(-1, -2)
+            if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
+                good = t[:, 2] > 1e-3
+                centre = torch.where(good[:, None], G.project(t, K_full), centre)
+                if resize_crop:
+                    side = torch.where(good, self.crop_side(R, t, K_full), side)
+        return {"R": R, "t_m": t, "R_direct": R_d, "t_direct": t_d, "pnp_ok": ok, "score": score,
+                "loc_centre": loc_centre, "loc_side": loc_side, "box": box}
 
 
-CKPT_FORMAT = "sim2real-pose/1"
+def solve_pnp(X: np.ndarray, uv: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: np.ndarray,
+              max_err_px: float = np.inf) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Object points X (N,3) m, their image points uv (N,2) px, K → (R, t, ok): RANSAC with OpenCV's iterative
+    solver started at the initial pose R0, t0 (which is also the start when RANSAC finds no consensus), then
+    Levenberg-Marquardt on the inliers. ok is False when the result is behind the camera or its RMS reprojection error > max_err_px."""
+    dist = np.zeros(5)
+    rvec0, _ = cv2.Rodrigues(np.ascontiguousarray(R0, np.float64))
+    tvec0 = np.asarray(t0, np.float64).reshape(3, 1)
+    X = np.ascontiguousarray(X, np.float64)
+    uv = np.ascontiguousarray(uv, np.float64)
+    if not (np.isfinite(uv).all() and np.isfinite(tvec0).all()):
+        return R0, t0, False
+    try:
+        found, rvec, tvec, inl = cv2.solvePnPRansac(X, uv, K, dist, rvec0.copy(), tvec0.copy(), True,
+                                                    iterationsCount=50, reprojectionError=max(1.0, max_err_px / 2),
+                                                    confidence=0.99, flags=cv2.SOLVEPNP_ITERATIVE)
+        if not found or inl is None or len(inl) < 6:
+            rvec, tvec, inl = rvec0.copy(), tvec0.copy(), np.arange(len(X))[:, None]
+        idx = inl[:, 0]
+        rvec, tvec = cv2.solvePnPRefineLM(X[idx], uv[idx], K, dist, rvec, tvec)
+    except cv2.error:
+        return R0, t0, False
+    proj, _ = cv2.projectPoints(X, rvec, tvec, K, dist)
+    err = float(np.sqrt(((proj[:, 0] - uv) ** 2).sum(-1).mean()))
+    R = cv2.Rodrigues(rvec)[0]
+    t = tvec[:, 0]
+    if not (t[2] > 0 and err <= max_err_px and np.isfinite(R).all()):
+        return R0, t0, False
+    return R, t, True
+
+
+CKPT_FORMAT = "sim2real-pose/2"   # /2: keypoints and the symmetry classifier (the PnP head)
+OLD_FORMATS = ("sim2real-pose/1",)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a pose checkpoint (tensors and plain types only: weights_only=True, so a crafted file cannot run
     code) and check its format; problems are UserErrors naming the file. Imports nothing from training."""
-    return load_torch_file(path, "pose-model checkpoint", CKPT_FORMAT, map_location)
+    ck = load_torch_file(path, "pose-model checkpoint", None, map_location)
+    if ck.get("format") in OLD_FORMATS:
+        raise UserError(f"{path}: format: a pose checkpoint of the older format {ck['format']} (no keypoint "
+                        f"head); retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
+    if ck.get("format") != CKPT_FORMAT:
+        raise UserError(f"{path}: format: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
+    return ck
+
+
+def meta_from_dict(m: dict) -> ModelMeta:
+    return ModelMeta(**{**m, "frame_hw": tuple(m["frame_hw"]), "full_hw": tuple(m["full_hw"]),
+                        "size_xyz_m": tuple(m["size_xyz_m"]) if m.get("size_xyz_m") else None})

@@ -55,12 +55,13 @@ class Localizer(nn.Module):
 
 
 class CropRegressor(nn.Module):
-    """Crop (B,3,S,S) → 6D allocentric rotation, centre offset (crop units) and depth code.
+    """Crop (B,3,S,S) → 6D allocentric rotation, centre offset (crop units), depth code, n_kp keypoints
+    (crop units, (B,n_kp,2)) for the PnP head and n_cls logits (which shape symmetry the rotation is off by).
 
     The features are flattened rather than pooled: where the cube sits in the crop is part of the answer.
     """
 
-    def __init__(self, in_px: int = 64, width: int = 32, hidden: int = 256) -> None:
+    def __init__(self, in_px: int = 64, width: int = 32, hidden: int = 256, n_kp: int = 0, n_cls: int = 0) -> None:
         super().__init__()
         w = width
         self.norm = _Normalize()
@@ -72,11 +73,18 @@ class CropRegressor(nn.Module):
             conv_bn(4 * w, 8 * w, 2), conv_bn(8 * w, 4 * w))
         feat = 4 * w * (in_px // 16) ** 2
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(feat, hidden), nn.ReLU(inplace=True))
-        self.head = nn.Linear(hidden, 6 + 2 + 1)
+        self.n_kp, self.n_cls = n_kp, n_cls
+        self.head = nn.Linear(hidden, 6 + 2 + 1 + 2 * n_kp + n_cls)
         with torch.no_grad():  # start at the identity rotation, centred, at the typical depth code
             self.head.weight.mul_(0.1)
-            self.head.bias.copy_(torch.tensor([1., 0, 0, 0, 1, 0, 0, 0, 0]))
+            self.head.bias.zero_()
+            self.head.bias[:9].copy_(torch.tensor([1., 0, 0, 0, 1, 0, 0, 0, 0]))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.head(self.fc(self.body(self.norm(x))))
-        return {"rot6d": h[:, :6], "offset": h[:, 6:8], "depth_code": h[:, 8]}
+        out = {"rot6d": h[:, :6], "offset": h[:, 6:8], "depth_code": h[:, 8]}
+        if self.n_kp:
+            out["kp"] = h[:, 9:9 + 2 * self.n_kp].reshape(-1, self.n_kp, 2)
+        if self.n_cls:
+            out["sym_logits"] = h[:, 9 + 2 * self.n_kp:]
+        return out

@@ -21,34 +21,39 @@ from core.device import pick_device
 from core.io import UserError, atomic_write_bytes, atomic_write_json, read_json
 from core.objects import spec_from_dict
 from pose_model import geometry as G
-from pose_model.model import ModelMeta, PoseModel, load_checkpoint
+from pose_model.model import PoseModel, load_checkpoint, meta_from_dict
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class PoseEstimator:
     def __init__(self, model: PoseModel, spec, device: torch.device, refine_iters: int = 1,
-                 card: dict | None = None) -> None:
+                 card: dict | None = None, resize_crop: bool = True, head: str = "pnp") -> None:
         self.model, self.spec, self.device, self.refine_iters = model.eval(), spec, device, refine_iters
+        self.resize_crop, self.head = resize_crop, head
         self.card = card or {}
 
     @classmethod
     def load(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu",
-             refine_iters: int | None = None) -> "PoseEstimator":
+             refine_iters: int | None = None, head: str | None = None,
+             resize_crop: bool | None = None) -> "PoseEstimator":
         dev = device if isinstance(device, torch.device) else pick_device(device)
         if dev.type == "cpu":  # one image at a time: extra threads only spin (20× slower on a busy CPU)
             torch.set_num_threads(1)
         ck = load_checkpoint(ckpt, map_location="cpu")
         try:
             spec = spec_from_dict(ck["object"], f"{ckpt}: object")
-            meta = ModelMeta(**{**ck["meta"], "frame_hw": tuple(ck["meta"]["frame_hw"]),
-                                "full_hw": tuple(ck["meta"]["full_hw"])})
+            meta = meta_from_dict(ck["meta"])
             model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32))
             model.load_state_dict(ck["model"])
         except (KeyError, TypeError, RuntimeError) as e:
             raise UserError(f"{ckpt}: damaged pose-model checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
-        it = ck["config"].get("refine_iters", 1) if refine_iters is None else refine_iters
-        return cls(model.to(dev), spec, dev, it, {"pipeline": ck["config"].get("pipeline"), "epoch": ck["epoch"]})
+        c = ck["config"]
+        it = c.get("refine_iters", 1) if refine_iters is None else refine_iters
+        head = c.get("head", "pnp") if head is None else head
+        rs = c.get("resize_crop", True) if resize_crop is None else resize_crop
+        return cls(model.to(dev), spec, dev, it, {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]},
+                   resize_crop=rs, head=head)
 
     def check_object(self, name: str | None = None, size_m=None, obj_id: int | None = None, where: str = "") -> None:
         """Refuse to run on images of another object (a model only knows the cube it was trained on)."""
@@ -85,7 +90,8 @@ class PoseEstimator:
             return G.crop_images(full_t, box, n, antialias=aa)
 
         boxes = None if box is None else torch.as_tensor(np.asarray(box, np.float32), device=dev)[None]
-        out = m.infer(frame_t, crop_source, K_t, self.refine_iters, boxes=boxes, image_hw=(H, W))
+        out = m.infer(frame_t, crop_source, K_t, self.refine_iters, boxes=boxes, image_hw=(H, W),
+                      resize_crop=self.resize_crop, head=self.head)
         return {"R": out["R"][0].double().cpu().numpy(), "t_m": out["t_m"][0].double().cpu().numpy(),
                 "score": float(out["score"][0]), "box": out["box"][0].cpu().numpy()}
 

@@ -28,11 +28,12 @@ from core.io import UserError, atomic_savefig, atomic_torch_save, atomic_write_j
 from pose_model import geometry as G
 from pose_model.config import TrainConfig
 from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, split_indices, to_float
-from pose_model.model import CKPT_FORMAT, ModelMeta, PoseModel, load_checkpoint
+from pose_model.model import CKPT_FORMAT, ModelMeta, PoseModel, load_checkpoint, meta_from_dict
 from pose_model.pipelines import make_pipeline, warn
 
-CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_loc",
-              "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_gtcrop",
+CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", "train_depth", "train_kp",
+              "train_loc", "val_re_med_deg", "val_te_med_mm", "val_acc_5deg_5mm", "val_re_med_deg_direct",
+              "val_te_med_mm_direct", "val_pnp_ok", "val_re_med_deg_gtcrop",
               "val_te_med_mm_gtcrop", "val_loc_centre_err_px", "val_loc_size_err", "epoch_time_s", "img_per_s")
 
 
@@ -79,12 +80,13 @@ def space_for(cfg: TrainConfig, ds):
 
 @torch.no_grad()
 def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.device, refine_iters: int,
-             batch_size: int = 128) -> dict:
+             batch_size: int = 128, resize_crop: bool = True, head: str = "pnp") -> dict:
     """End-to-end metrics on synthetic samples (crops cut from the rendered crop, which covers the
-    neighbourhood of the cube at high resolution), plus the ground-truth-crop diagnostic."""
+    neighbourhood of the cube at high resolution) for `head` and for the direct head on the same crops,
+    plus the ground-truth-crop diagnostic."""
     model.eval()
     syms = model.syms
-    res: dict[str, list] = {k: [] for k in ("re", "te", "re_gt", "te_gt", "c_err", "s_err")}
+    res: dict[str, list] = {k: [] for k in ("re", "te", "re_d", "te_d", "ok", "re_gt", "te_gt", "c_err", "s_err")}
     for i in range(0, len(idx), batch_size):
         b = torch.as_tensor(idx[i:i + batch_size])
         frames = to_float(data.frames[b], device)
@@ -92,11 +94,14 @@ def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.de
         cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
         R, t, c = data.R[b].to(device), data.t[b].to(device), data.centre[b].to(device)
         src = lambda box, n: crops_from_rendered(crops, cb, box, n)  # noqa: E731
-        out = model.infer(frames, src, K, refine_iters)
+        out = model.infer(frames, src, K, refine_iters, resize_crop=resize_crop, head=head)
         gt_box = G.box_around(c, cb[:, 2] * model.meta.crop_factor)
-        out_gt = model.infer(frames, src, K, refine_iters, boxes=gt_box)
+        out_gt = model.infer(frames, src, K, refine_iters, boxes=gt_box, resize_crop=resize_crop, head=head)
         res["re"].append(G.sym_rotation_error_deg(out["R"], R, syms))
         res["te"].append((out["t_m"] - t).norm(dim=-1) * 1000)
+        res["re_d"].append(G.sym_rotation_error_deg(out["R_direct"], R, syms))
+        res["te_d"].append((out["t_direct"] - t).norm(dim=-1) * 1000)
+        res["ok"].append(out["pnp_ok"].float())
         res["re_gt"].append(G.sym_rotation_error_deg(out_gt["R"], R, syms))
         res["te_gt"].append((out_gt["t_m"] - t).norm(dim=-1) * 1000)
         res["c_err"].append((out["loc_centre"] - c).norm(dim=-1))
@@ -105,6 +110,8 @@ def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.de
     med = lambda a: float(np.median(a)) if len(a) else float("nan")  # noqa: E731
     return {"val_re_med_deg": med(r["re"]), "val_te_med_mm": med(r["te"]),
             "val_acc_5deg_5mm": float(np.mean((r["re"] < 5) & (r["te"] < 5))) if len(r["re"]) else float("nan"),
+            "val_re_med_deg_direct": med(r["re_d"]), "val_te_med_mm_direct": med(r["te_d"]),
+            "val_pnp_ok": float(np.mean(r["ok"])) if len(r["ok"]) else float("nan"),
             "val_re_med_deg_gtcrop": med(r["re_gt"]), "val_te_med_mm_gtcrop": med(r["te_gt"]),
             "val_loc_centre_err_px": med(r["c_err"]), "val_loc_size_err": med(r["s_err"]),
             "val_n": int(len(idx))}
@@ -141,17 +148,24 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     R, t = data.R[b].to(device), data.t[b].to(device)
     crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
     R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
-    out_l, out_r = (joint or JointForward(model))(frames, crops)
-    l_reg, (l_rot, l_c, l_d) = model.reg_loss(out_r, R_allo, off, code, (cfg.w_rot, cfg.w_centre, cfg.w_depth))
-    l_loc = model.loc_loss(out_l, c_all[lshare], data.crop_box[bl][:, 2].to(device))
+    kp = model.kp_targets(R, t, Kc)
+    if cfg.w_loc > 0:
+        out_l, out_r = (joint or JointForward(model))(frames, crops)
+        l_loc = model.loc_loss(out_l, c_all[lshare], data.crop_box[bl][:, 2].to(device))
+    else:  # a frozen localizer (fine-tuning the regressor only): not run at all
+        out_r = model.regressor(crops)
+        l_loc = torch.zeros((), device=device)
+    l_reg, (l_rot, l_c, l_d, l_kp) = model.reg_loss(out_r, R_allo, off, code,
+                                                    (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp, cfg.w_cls), kp)
     loss = l_reg.mean() + cfg.w_loc * l_loc
     with torch.no_grad():  # the task's success on this batch (ADR's score): rotation and relative depth
-        Rp = G.rot6d_to_matrix(out_r["rot6d"])
+        Rp = G.rot6d_to_matrix(out_r["rot6d"]) @ model.sym_choice(out_r).transpose(-1, -2)
         re = G.sym_rotation_error_deg(Rp, R_allo, model.syms)
         dz = (out_r["depth_code"] - code).abs()  # |log z_pred/z_gt|
         success = (re < cfg.adr_success_deg) & (dz < math.log1p(cfg.adr_success_depth))
     parts = {"train_rot": l_rot.detach().mean().item(), "train_centre": l_c.detach().mean().item(),
-             "train_depth": l_d.detach().mean().item(), "train_loc": l_loc.detach().item()}
+             "train_depth": l_d.detach().mean().item(), "train_kp": l_kp.detach().mean().item(),
+             "train_loc": l_loc.detach().item()}
     return loss, parts, success
 
 
@@ -169,7 +183,7 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
         import matplotlib.pyplot as plt
         ep = [r["epoch"] for r in rows]
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-        for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_loc"):
+        for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_kp", "train_loc"):
             ax[0].plot(ep, [r[k] for r in rows], label=k)
         ax[0].set_yscale("log"); ax[0].set_title("training losses"); ax[0].legend(fontsize=7)
         ax[1].plot(ep, [r["val_re_med_deg"] for r in rows], label="end to end")
@@ -215,8 +229,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     spec = ds.spec
     meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
-                     reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden)
+                     reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
+                     size_xyz_m=tuple(float(v) for v in spec.size_m))
+    init = None
+    if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
+        init = load_checkpoint(cfg.init_from)
+        if init["object_name"] != spec.name:
+            raise UserError(f"{cfg.init_from}: a model of {init['object_name']!r}, the data are of {spec.name!r}")
+        meta = meta_from_dict(init["meta"])
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
+    if init is not None:
+        model.load_state_dict(init["model"])
     joint: torch.nn.Module = JointForward(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
@@ -234,7 +257,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     elif ckpt_path.exists():  # like `refine train`: never overwrite a run silently
         raise UserError(f"{ckpt_path}: --out already holds a trained model; pass --resume to continue it "
                         f"(or choose another --out)")
-    if start_epoch == 0:
+    if start_epoch == 0 and init is None:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])
             K, cb, c = data.K_full[b], data.crop_box[b], data.centre[b]
@@ -257,6 +280,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             rng, gen = seed_epoch(cfg.seed, epoch)
             pipeline.set_epoch_seed(cfg.seed * 1_000_003 + epoch + 7_919_000 * rank)  # ranks: own image noise
             model.train()
+            if cfg.w_loc == 0:  # frozen: its batch-norm statistics stay those it was trained with
+                model.localizer.eval().requires_grad_(False)
+            if cfg.freeze_bn:  # a few photos per batch: their statistics would replace the learnt ones
+                for mod in model.modules():
+                    if isinstance(mod, torch.nn.BatchNorm2d):
+                        mod.eval()
             t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
             for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
                 for g in opt.param_groups:
@@ -289,10 +318,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if not lead:
                 rows.append(row)
                 continue
-            row.update(evaluate(model, data, val_idx, device, cfg.refine_iters))
+            row.update(evaluate(model, data, val_idx, device, cfg.refine_iters, resize_crop=cfg.resize_crop,
+                                head=cfg.head))
             rows.append(row)
             bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
-                      f"te {row['val_te_med_mm']:.2f} mm (GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
+                      f"te {row['val_te_med_mm']:.2f} mm (direct {row['val_re_med_deg_direct']:.2f}° "
+                          f"{row['val_te_med_mm_direct']:.2f} mm; GT crop {row['val_re_med_deg_gtcrop']:.2f}° "
                       f"{row['val_te_med_mm_gtcrop']:.2f} mm)  loc {row['val_loc_centre_err_px']:.1f} px")
             pipeline.end_epoch(out)
             ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
@@ -358,9 +389,11 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
         "dataset": {"path": ck["dataset"], "content_hash": ck["dataset_hash"], "n": manifest.get("n"),
                     "randomization": _brief_randomization(manifest.get("randomization")), "refined_by": manifest.get("refined_by")},
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
-        "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"]})
+        "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
+        "init_from": ck["config"].get("init_from")})
 
 
 def _brief_randomization(r):
     """The dataset's render-time randomization without the whole parameter space (that is in its manifest)."""
     return {k: v for k, v in r.items() if k != "space"} if isinstance(r, dict) else r
+
