@@ -50,9 +50,9 @@ PROFILES = {
     # CI smoke test: every stage runs on tiny sizes; the numbers mean nothing
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
                           oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1}),
-    # 2-core CPU, under an hour
-    # (a 16-map refiner: labels preserved as well as with 32 maps, refining 6k crops 4× faster — refiner/README.md)
-    "default": BenchProfile(n_synth=6144, train_profile="default", refiner_profile="default",
+    # 2-core CPU, 3 seeds of every row, sized for ≈ 30 min with two trainings at once (README: measured time)
+    # (a 16-map refiner: labels preserved as well as with 32 maps, refining 4× faster — refiner/README.md)
+    "default": BenchProfile(n_synth=3072, train_profile="default", refiner_profile="default",
                             train_overrides={"epochs": 8}, oracle_overrides={"epochs": 60},
                             refiner_overrides={"ch": 16, "steps": 300}, seeds=3),
     # a GPU
