@@ -6,6 +6,7 @@ A completed import holds `sim2real_real.json` (written last); a folder without i
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -59,6 +60,25 @@ def staging_dir(out: Path) -> Path:
     """A fresh temp folder beside `out` (same file system, so the final rename is atomic)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     return make_temp_dir(out.parent, f".{out.name}.tmp-")
+
+
+@contextlib.contextmanager
+def staged_import(out: Path):
+    """A staging folder beside `out` for one import; whatever was not published is removed on the way out."""
+    import shutil
+    staged = staging_dir(out)
+    try:
+        yield staged
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def publish_import(staged: Path, out: Path, manifest: dict) -> Path:
+    """Write the import manifest LAST (its presence marks a complete import), then move the staged set to `out`."""
+    from core.io import atomic_write_json
+    atomic_write_json(staged / MANIFEST, manifest)
+    return publish(staged, out)
 
 
 def check_out_dir(out: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from core.io import UserError, atomic_write_json, code_version
 from core.objects import load_object_spec
 from core import bop
 from eval.aruco_label import MAX_RMSE_PX, ArucoLabeler
-from core.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+from core.real_sets import check_out_dir, publish_import, staged_import
 
 UPSTREAM = {"repo": "keemeoow/rb-ArucoCube_multi_calibration",
             "commit": "592a5c30b1d2753f904016dbfc2b82f2a8cb71c2", "folder": "src2"}
@@ -124,8 +123,7 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
     check_out_dir(out)
     spec = load_object_spec("aruco-cube")
     labeler = ArucoLabeler(spec, max_rmse_px=max_rmse_px)
-    staged = staging_dir(out)
-    try:
+    with staged_import(out) as staged:
         summary, groups, skipped_all = {}, {}, []
         for sess in sessions:
             img_dir, intr_dir = SESSIONS[sess]
@@ -183,9 +181,5 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     "capture_instants": "scene_instants.json per scene: <session>/<capture event> from meta.json "
                                         "(cam0-2 frames of one event share it)",
                     "code_version": code_version()}
-        atomic_write_json(staged / MANIFEST, manifest)  # written last: its presence marks a complete import
-        publish(staged, out)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)
+        publish_import(staged, out, manifest)
     return manifest

@@ -12,7 +12,6 @@ every other set; without, the photo's bytes are copied verbatim.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from core import bop
 from core.camera import read_camera_file
 from core.io import UserError, atomic_write_json, code_version
 from core.objects import ObjectSpec
-from core.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+from core.real_sets import check_out_dir, publish_import, staged_import
 from eval.aruco_label import MAX_RMSE_PX, ArucoLabeler
 from eval.import_aruco import _session_summary
 
@@ -81,8 +80,7 @@ def import_photo_folder(src: str | Path, out: str | Path, spec: ObjectSpec, came
     except ValueError as e:
         raise UserError(f"--object {spec.name}: {e}; a plain folder import needs a marker cube") from None
     check_out_dir(out)
-    staged = staging_dir(out)
-    try:
+    with staged_import(out) as staged:
         summary, groups, skipped_all, problems, cameras = {}, {}, [], {}, {}
         for sid, (sess, folder) in enumerate(found.items(), start=1):
             cam, cam_path = _camera_for(folder, src, camera_file)
@@ -140,11 +138,7 @@ def import_photo_folder(src: str | Path, out: str | Path, spec: ObjectSpec, came
                                 "max_rmse_px": max_rmse_px, "single_marker": "ambiguous, not labelled"},
                     "scene_groups": groups, "summary": summary, "problem_frames": problems,
                     "skipped": skipped_all, "code_version": code_version()}
-        atomic_write_json(staged / MANIFEST, manifest)  # written last: its presence marks a complete import
-        publish(staged, out)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)
+        publish_import(staged, out, manifest)
     return manifest
 
 

@@ -10,7 +10,6 @@ The 20×80×20 mm cuboid folder has no object spec and is not imported.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from core.io import UserError, atomic_write_json, code_version, read_json
 from core.objects import load_object_spec
 from core import bop
 from eval.baseline import project_to_so3
-from core.real_sets import MANIFEST, check_out_dir, publish, staging_dir
+from core.real_sets import check_out_dir, publish_import, staged_import
 
 UPSTREAM = {"repo": "open-dynamic-robot-initiative/trifinger_object_tracking",
             "commit": "78ec981a4902594c15b4c284805563d27a9cba33", "licence": "BSD-3-Clause"}
@@ -72,8 +71,7 @@ def import_trifinger(src: str | Path, out: str | Path, sessions: list[str] | Non
             raise UserError(f"{gt_path}: {s}: missing")
     check_out_dir(out)
     spec = load_object_spec("trifinger-cube")
-    staged = staging_dir(out)
-    try:
+    with staged_import(out) as staged:
         groups, summary, skipped = {}, {}, []
         for sess in sessions:
             g = gt_all[sess]
@@ -117,9 +115,5 @@ def import_trifinger(src: str | Path, out: str | Path, sessions: list[str] | Non
                     "obj_id": spec.obj_id, "gt_approximate": True,
                     "source": {"src": str(src.resolve()), "upstream": UPSTREAM},
                     "scene_groups": groups, "summary": summary, "skipped": skipped, "code_version": code_version()}
-        atomic_write_json(staged / MANIFEST, manifest)
-        publish(staged, out)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged, ignore_errors=True)
+        publish_import(staged, out, manifest)
     return manifest
