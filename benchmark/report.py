@@ -54,6 +54,23 @@ def table_rows(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
     return out
 
 
+def head_rows(rows: list[dict[str, Any]], order: list[str]) -> list[list[str]]:
+    """[headers, one line per pipeline]: AR, median te and re of the reported head vs the direct head (seed means);
+    [] when no row has a direct-head score."""
+    out = [["pipeline", "AR (reported)", "AR (direct)", "te mm (reported)", "te mm (direct)", "re ° (reported)",
+            "re ° (direct)"]]
+    for p in order:
+        rs = [r for r in rows if r["pipeline"] == p and "direct_head" in r]
+        if not rs:
+            continue
+        cells = []
+        for k, fmt in (("ar", "{:.3f}"), ("te_mm_median", "{:.1f}"), ("re_deg_median", "{:.1f}")):
+            cells += [_num(fmt, float(np.mean([r[k] for r in rs]))),
+                      _num(fmt, float(np.mean([r["direct_head"][k] for r in rs])))]
+        out.append([p, *cells])
+    return out if len(out) > 1 else []
+
+
 def _diff_cell(r: dict[str, Any] | None) -> str:
     if r is None:
         return "–"
@@ -109,6 +126,12 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         "the localizer; seed 0): " + "; ".join(
             f"{r['pipeline']} {r['synthetic_val']['val_re_med_deg']:.1f}° / {r['synthetic_val']['val_te_med_mm']:.1f} mm"
             for r in rows if r["seed"] == 0 and r.get("synthetic_val", {}).get("val_re_med_deg") is not None) + "."]))
+    heads = head_rows(rows, order)
+    if heads:
+        secs.append(("Pose heads on the same images", [
+            "Each trained model scored twice on the report session: with its reported head (PnP rotation from the "
+            "9 predicted keypoints + the direct head's translation) and with the direct 6-D/depth head alone. "
+            "Mean over seeds."], heads, []))
     seed_rows = [["pipeline", "seed", "AR", "median te (mm)", "median re (°)", "acc 5°/2 cm", "train s"]]
     for r in sorted(rows, key=lambda r: (order.index(r["pipeline"]), r["seed"])):
         seed_rows.append([r["pipeline"], str(r["seed"]), f"{r['ar']:.3f}", _num("{:.1f}", r["te_mm_median"]),

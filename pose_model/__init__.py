@@ -8,17 +8,21 @@
    the localizer's size, default 0.75 → 1.5 × the cube) resampled to crop_px² with an exact K
    (geometry.crop_K) → 6D rotation (Zhou et al. 2019), ALLOCENTRIC (relative to the viewing ray through
    the cube centre; R_ego = R_ray · R_allo), the centre's offset from the crop centre (crop units), a
-   scale-invariant depth code log(z · n / (f_crop · S)), 9 keypoints (centre + 8 corners, crop units) and,
-   for a cube whose faces differ (markers), logits over the 24 shape symmetries. Geometry (rotation,
-   keypoints) is learnt modulo the cube's SHAPE symmetries (min over them); which one applies is the
-   classifier's job, so the regression never averages 24 equally likely answers.
-   Two heads: "direct" (6D + depth code) and "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
-   the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp).
+   scale-invariant depth code log(z · n / (f_crop · S)) and 9 keypoints (centre + 8 corners, crop units).
+   Rotation and keypoints are regressed modulo the OBJECT's symmetries (none for the marker cube: the texture
+   tells the faces apart). `sym_split=True` instead learns geometry modulo the cube's 24 SHAPE symmetries and
+   classifies which one applies (a soft class of the truth); measured worse at the CPU budget (the classifier
+   stays near chance for 10 epochs under image randomization), kept as an option.
+   Three heads: "direct" (6D + depth code), "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
+   the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp) and "pnp-rot"
+   (PnP's rotation with the direct translation, the default: PnP's depth from 9 regressed keypoints was
+   1.5–2× worse than the depth code's on synthetic val and the tune session, its rotation better).
    At test time it runs 1 + `refine_iters` (default 2) times; each refinement re-centres AND re-sizes the crop from the
    current estimate (`resize_crop`: the renderer's framing of the projected cube).
 Training crops are sub-crops of the rendered (2 × cube) crop, jittered ±15 % in side and ±8 % in position
-the way the localizer errs. Rotation loss: min over the shape's symmetries of ‖R_pred − R_gt·g‖_F, plus the
-classifier's cross-entropy for that g; keypoint loss: L1 to the keypoints of R_gt·g.
+the way the localizer errs. Rotation loss: min over the symmetries of ‖R_pred − R_gt·g‖_F; keypoint loss: L1 to
+the keypoints of R_gt·g for the same g. The regressor's learning rate (1e-3) is below the localizer's (3e-3):
+at 3e-3 it sat on the "average of the 24 symmetric answers" plateau for 10+ epochs under render-time DR.
 
 Public surface:
 - train:     `train(TrainConfig) -> Path` (run dir: model.pt, model_card.json, curves.csv/png);

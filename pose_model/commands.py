@@ -56,7 +56,10 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--device", default="auto", show_default=True)
 @click.option("--diagnostic-gt-crop", is_flag=True,
               help="DIAGNOSTIC: crop around the labelled pose instead of the localizer's estimate (--real only).")
-def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop):
+@click.option("--head", type=click.Choice(("pnp-rot", "pnp", "direct")), default=None,
+              help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, or the direct 6-D/depth "
+                   "regression (default: the one the model was trained to report).")
+def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop, head):
     """Predict cube poses on real images → BOP results CSV (scene_id,im_id,obj_id,score,R,t,time)."""
     from pose_model.predict import predict_bop, predict_images
     if (real is None) == (images is None):
@@ -64,7 +67,7 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
     if images is not None:
         if camera is None:
             raise UserError("--images needs --camera K.json (the intrinsics of the images)")
-        path = predict_images(ckpt, images, camera, out, device, overlays, object_name)
+        path = predict_images(ckpt, images, camera, out, device, overlays, object_name, head=head)
     else:
         from core.real_sets import resolve_real
         try:
@@ -72,7 +75,7 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
         except ValueError:
             raise UserError(f"--scenes {scenes}: expected comma-separated integers") from None
         path = predict_bop(ckpt, resolve_real(real), out, scene_ids, device, overlays, progress=sys.stderr.isatty(),
-                           diagnostic_gt_crop=diagnostic_gt_crop)
+                           diagnostic_gt_crop=diagnostic_gt_crop, head=head)
     click.echo(f"wrote {path}")
 
 

@@ -58,7 +58,7 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     sizes = {k: c[k] for k in ("crop_px", "crop_factor", "loc_width", "reg_width", "reg_hidden", "refine_iters",
                                "resize_crop", "head", "jitter_scale", "jitter_shift") if k in c}
     cfg = make_config(c.get("profile", "default"), **{**sizes, "data": str(data), "out": str(out),
-                      "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr,
+                      "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr, "loc_lr": lr,
                       "batch_size": batch_size, "init_from": str(ckpt), "val_frac": 0.1,
                       "resume": (Path(out) / "model.pt").is_file(), "freeze_bn": freeze_bn,
                       **({} if train_classifier else {"w_cls": 0.0}),

@@ -31,8 +31,10 @@ class ModelMeta:
     reg_width: int
     reg_hidden: int
     size_xyz_m: tuple[float, float, float] | None = None   # the cuboid's sides (None: a cube of size_m)
+    sym_split: bool = False          # rotation = geometry modulo the shape's symmetries + a classifier (see PoseModel)
 
 
+HEADS = ("pnp-rot", "pnp", "direct")  # the pose heads infer() can report (see infer)
 N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
 
 
@@ -59,17 +61,20 @@ def shape_symmetries(size_xyz_m) -> torch.Tensor:
 
 
 class PoseModel(nn.Module):
-    """Localizer + crop regressor. Geometry (rotation, keypoints) is learnt modulo the cuboid's SHAPE symmetries
-    (`geo_syms`: the cube looks like a plain cube at first sight, and regressing to one of 24 equally likely
-    answers averages them); which of them it is — the markers' word — is a classification (`sym_logits`)
-    when the object's own symmetries (`syms`, used in the metrics) are fewer than the shape's."""
+    """Localizer + crop regressor.
+
+    meta.sym_split False (the default for new models): rotation and keypoints are regressed directly, modulo the
+    OBJECT's symmetries only (`syms`, those of the metrics): the texture tells the faces apart.
+    meta.sym_split True: geometry is learnt modulo the cuboid's SHAPE symmetries (`geo_syms`) and which of them
+    it is — the markers' word — is a classification (`sym_logits`). Measured worse under image randomization at
+    the CPU budget (the classifier stays near chance for 8 epochs, median re 70–87°), kept for old checkpoints."""
 
     def __init__(self, meta: ModelMeta, symmetries: torch.Tensor) -> None:
         super().__init__()
         self.meta = meta
         size = meta.size_xyz_m or (meta.size_m,) * 3
         geo = shape_symmetries(size).float()
-        n_cls = len(geo) if len(geo) > len(symmetries) else 0
+        n_cls = len(geo) if meta.sym_split and len(geo) > len(symmetries) else 0
         self.localizer = Localizer(meta.loc_width)
         self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP, n_cls=n_cls)
         self.register_buffer("syms", symmetries.float())
@@ -128,13 +133,30 @@ class PoseModel(nn.Module):
         code = G.depth_code(t[:, 2], Kc, n, self.meta.size_m)
         return G.ego_to_allo(R, t), offset, code, Kc
 
+    SYM_TEMP = 0.5  # softness of the symmetry class (trace units: 3 at the identity, 1 + 2cos θ)
+
+    def sym_class_probs(self, R_allo: torch.Tensor) -> torch.Tensor:
+        """(B,3,3) → (B,S) which shape symmetry g takes R·g nearest the identity (a soft one-hot: softmax of
+        trace(R·g) / SYM_TEMP; 0.5: soft enough that a geometric estimate ≈ 10° off still picks the right copy,
+        measured with an ideal classifier). A function of the rotation alone, so the classifier's target does not move with
+        the geometric head's choice, and it is smooth where two symmetric copies are equally near."""
+        tr = (R_allo[:, None] @ self.geo_syms[None].to(R_allo.dtype)).diagonal(dim1=-2, dim2=-1).sum(-1)
+        return (tr / self.SYM_TEMP).softmax(-1)
+
     def sym_choice(self, out: dict) -> torch.Tensor:
-        """(B,3,3) the shape symmetry g the classifier says the geometric estimate is off by (R = R_geo · gᵀ);
-        the identity when there is no classifier."""
+        """(B,3,3) the shape symmetry g the geometric estimate R_geo is off by (R = R_geo · gᵀ): of the 24 copies
+        R_geo·h, the one whose symmetry class (sym_class_probs) agrees best with the classifier's; the identity
+        when there is no classifier."""
+        Rg = G.rot6d_to_matrix(out["rot6d"])
         if "sym_logits" not in out:
-            B = out["rot6d"].shape[0]
-            return torch.eye(3, dtype=out["rot6d"].dtype, device=out["rot6d"].device).expand(B, 3, 3)
-        return self.geo_syms.to(out["rot6d"].dtype)[out["sym_logits"].argmax(-1)]
+            return torch.eye(3, dtype=Rg.dtype, device=Rg.device).expand(len(Rg), 3, 3)
+        geo = self.geo_syms.to(Rg.dtype)
+        B, S = len(Rg), len(geo)
+        copies = (Rg[:, None] @ geo[None]).reshape(B * S, 3, 3)               # R_geo · h for every h
+        q = self.sym_class_probs(copies).reshape(B, S, S)                     # their class distributions
+        p = out["sym_logits"].softmax(-1)
+        best = (q @ p[..., None])[..., 0].argmax(-1)                          # (B,) the copy that agrees best
+        return geo[best].transpose(-1, -2)
 
     def reg_decode(self, out: dict, Kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ R (B,3,3) egocentric, t (B,3) metres, R_allo, from the regressor's outputs and the crop's K."""
@@ -158,15 +180,16 @@ class PoseModel(nn.Module):
     def reg_loss(self, out: dict, R_allo: torch.Tensor, offset: torch.Tensor, code: torch.Tensor, w: tuple,
                  kp: torch.Tensor | None = None):
         """Per-sample losses (B,) of rotation (min over the shape's symmetries), centre and depth, the
-        classifier's cross-entropy for the symmetry the rotation chose (weight w[4], default w[0]), and with `kp`
+        classifier's cross-entropy against the truth's symmetry class (weight w[4], default w[0]), and with `kp`
         (kp_targets, (B,S,9,2)) and w[3] the keypoints' mean L1 (crop units) for the same symmetry."""
         Rp = G.rot6d_to_matrix(out["rot6d"])
         Rg = R_allo[:, None] @ self.geo_syms[None].to(R_allo.dtype)
         d_rot, g = ((Rp[:, None] - Rg) ** 2).sum((-1, -2)).min(1)
         l_rot = d_rot.clamp_min(1e-8).sqrt()
-        if "sym_logits" in out:
+        if "sym_logits" in out:  # cross-entropy against the truth's (soft) symmetry class
             w_cls = w[4] / w[0] if len(w) > 4 else 1.0
-            l_rot = l_rot + w_cls * F.cross_entropy(out["sym_logits"], g, reduction="none")
+            tgt = self.sym_class_probs(R_allo)
+            l_rot = l_rot - w_cls * (tgt * out["sym_logits"].log_softmax(-1)).sum(-1)
         l_c = (out["offset"] - offset).abs().sum(-1)
         l_d = (out["depth_code"] - code).abs()
         total = w[0] * l_rot + w[1] * l_c + w[2] * l_d
@@ -209,7 +232,7 @@ class PoseModel(nn.Module):
     @torch.no_grad()
     def infer(self, frames: torch.Tensor, crop_source, K_full: torch.Tensor, refine_iters: int = 1,
               boxes: torch.Tensor | None = None, image_hw: tuple[int, int] | None = None,
-              resize_crop: bool = True, head: str = "pnp"):
+              resize_crop: bool = True, head: str = "pnp-rot"):
         """End-to-end inference on a batch.
 
         frames: (B,3,Hf,Wf) float in [0,1] at the working resolution;
@@ -218,7 +241,8 @@ class PoseModel(nn.Module):
         boxes: skip the localizer and use these crop boxes (the GT-crop diagnostic);
         image_hw: size of the image K_full belongs to (default: the training camera's);
         resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
-        head: "pnp" (keypoints + PnP, the direct pose where PnP fails) or "direct" (the 6D/depth head).
+        head: "pnp" (keypoints + PnP, the direct pose where PnP fails), "direct" (the 6D/depth head) or
+        "pnp-rot" (PnP's rotation with the direct head's translation).
         → dict R, t_m (the chosen head), R_direct, t_direct, pnp_ok (B,) bool, score (B,), centre/side of the
         localizer, box of the last crop.
         """
@@ -229,8 +253,8 @@ class PoseModel(nn.Module):
         else:
             centre = torch.stack([boxes[:, 0] + boxes[:, 2] / 2 - 0.5, boxes[:, 1] + boxes[:, 2] / 2 - 0.5], -1)
             side, score = boxes[:, 2], torch.ones(len(boxes), device=boxes.device)
-        if head not in ("pnp", "direct"):
-            raise ValueError(f"head {head!r}: expected 'pnp' or 'direct'")
+        if head not in HEADS:
+            raise ValueError(f"head {head!r}: expected one of {HEADS}")
         loc_centre, loc_side = centre, side
         for it in range(1 + max(0, refine_iters)):
             box = G.box_around(centre, side)
@@ -238,10 +262,12 @@ class PoseModel(nn.Module):
             out = self.regressor(crop_source(box, n))
             R_d, t_d, _ = self.reg_decode(out, Kc)
             R, t, ok = (R_d, t_d, torch.zeros(len(R_d), dtype=torch.bool, device=R_d.device))
-            if head == "pnp":  # keypoints follow the geometric estimate R_d·g: PnP there, then back by gᵀ
+            if head in ("pnp", "pnp-rot"):  # keypoints follow the geometric estimate R_d·g: PnP there, back by gᵀ
                 g = self.sym_choice(out)
                 R, t, ok = self.pnp(out["kp"], Kc, R_d @ g, t_d)
                 R = R @ g.transpose(-1, -2)
+                if head == "pnp-rot":  # the direct head's translation: its depth is the better one (measured)
+                    t = t_d
             if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
                 good = t[:, 2] > 1e-3
                 centre = torch.where(good[:, None], G.project(t, K_full), centre)
@@ -282,8 +308,8 @@ def solve_pnp(X: np.ndarray, uv: np.ndarray, K: np.ndarray, R0: np.ndarray, t0: 
     return R, t, True
 
 
-CKPT_FORMAT = "sim2real-pose/2"   # /2: keypoints and the symmetry classifier (the PnP head)
-OLD_FORMATS = ("sim2real-pose/1",)
+CKPT_FORMAT = "sim2real-pose/3"   # /2: keypoints and the symmetry classifier (the PnP head); /3: meta.sym_split
+OLD_FORMATS = ("sim2real-pose/1", "sim2real-pose/2")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -291,8 +317,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     code) and check its format; problems are UserErrors naming the file. Imports nothing from training."""
     ck = load_torch_file(path, "pose-model checkpoint", None, map_location)
     if ck.get("format") in OLD_FORMATS:
-        raise UserError(f"{path}: format: a pose checkpoint of the older format {ck['format']} (no keypoint "
-                        f"head); retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
+        raise UserError(f"{path}: format: a pose checkpoint of the older format {ck['format']}; "
+                        f"retrain it with `sim2real train` (this version reads {CKPT_FORMAT})")
     if ck.get("format") != CKPT_FORMAT:
         raise UserError(f"{path}: format: not a sim2real pose-model checkpoint (expected format {CKPT_FORMAT})")
     return ck

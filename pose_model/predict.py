@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 class PoseEstimator:
     def __init__(self, model: PoseModel, spec, device: torch.device, refine_iters: int = 1,
-                 card: dict | None = None, resize_crop: bool = True, head: str = "pnp") -> None:
+                 card: dict | None = None, resize_crop: bool = True, head: str = "pnp-rot") -> None:
         self.model, self.spec, self.device, self.refine_iters = model.eval(), spec, device, refine_iters
         self.resize_crop, self.head = resize_crop, head
         self.card = card or {}
@@ -50,7 +50,7 @@ class PoseEstimator:
             raise UserError(f"{ckpt}: damaged pose-model checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
         c = ck["config"]
         it = c.get("refine_iters", 1) if refine_iters is None else refine_iters
-        head = c.get("head", "pnp") if head is None else head
+        head = c.get("head", "pnp-rot") if head is None else head
         rs = c.get("resize_crop", True) if resize_crop is None else resize_crop
         return cls(model.to(dev), spec, dev, it, {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]},
                    resize_crop=rs, head=head)
@@ -129,13 +129,15 @@ def gt_crop_box(spec, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, crop_factor
 
 def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: str | os.PathLike,
                 scene_ids=None, device: str = "auto", overlays: str | os.PathLike | None = None,
-                progress: bool = False, diagnostic_gt_crop: bool = False) -> Path:
+                progress: bool = False, diagnostic_gt_crop: bool = False, head: str | None = None) -> Path:
     """Predict every image of a BOP set (labels are never read for the prediction) → BOP results CSV.
+
+    head: which of the model's pose heads to report ("pnp-rot", "pnp" or "direct"; default: the one it was trained with).
 
     diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
     skipped): isolates the crop regressor's transfer; a diagnostic, never an end-to-end score."""
     from core.bop import load_bop_scenes, read_models_info, write_results_csv
-    est = PoseEstimator.load(ckpt, device)
+    est = PoseEstimator.load(ckpt, device, head=head)
     root = Path(real_root)
     info = read_models_info(root)
     mine = info.get(est.spec.obj_id)
@@ -199,7 +201,7 @@ def read_camera_K(path: str | os.PathLike) -> np.ndarray:
 
 def predict_images(ckpt: str | os.PathLike, images_dir: str | os.PathLike, camera_json: str | os.PathLike,
                    out_csv: str | os.PathLike, device: str = "auto", overlays: str | os.PathLike | None = None,
-                   object_name: str | None = None) -> Path:
+                   object_name: str | None = None, head: str | None = None) -> Path:
     """Predict a plain folder of images sharing one camera → BOP results CSV (scene 0, im_id = the file's
     number when its stem is an integer, else its position in sorted order; names in <out>.images.json)."""
     from core.bop import write_results_csv
@@ -210,7 +212,7 @@ def predict_images(ckpt: str | os.PathLike, images_dir: str | os.PathLike, camer
     if not files:
         raise UserError(f"--images {d}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
     K = read_camera_K(camera_json)
-    est = PoseEstimator.load(ckpt, device)
+    est = PoseEstimator.load(ckpt, device, head=head)
     if object_name:
         est.check_object(name=object_name, where=f"--object {object_name}")
     numeric = all(p.stem.isdigit() for p in files) and len({int(p.stem) for p in files}) == len(files)

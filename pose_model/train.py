@@ -80,7 +80,7 @@ def space_for(cfg: TrainConfig, ds):
 
 @torch.no_grad()
 def evaluate(model: PoseModel, data: PoseData, idx: np.ndarray, device: torch.device, refine_iters: int,
-             batch_size: int = 128, resize_crop: bool = True, head: str = "pnp") -> dict:
+             batch_size: int = 128, resize_crop: bool = True, head: str = "pnp-rot") -> dict:
     """End-to-end metrics on synthetic samples (crops cut from the rendered crop, which covers the
     neighbourhood of the cube at high resolution) for `head` and for the direct head on the same crops,
     plus the ground-truth-crop diagnostic."""
@@ -230,7 +230,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
                      reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
-                     size_xyz_m=tuple(float(v) for v in spec.size_m))
+                     size_xyz_m=tuple(float(v) for v in spec.size_m), sym_split=cfg.sym_split)
     init = None
     if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
         init = load_checkpoint(cfg.init_from)
@@ -241,7 +241,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if init is not None:
         model.load_state_dict(init["model"])
     joint: torch.nn.Module = JointForward(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([{"params": model.localizer.parameters(), "lr_scale": cfg.loc_lr / cfg.lr},
+                             {"params": model.regressor.parameters(), "lr_scale": 1.0}],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     start_epoch, rows, train_time = 0, [], 0.0
@@ -288,8 +290,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                         mod.eval()
             t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
             for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, cfg)
+                for g in opt.param_groups:  # one schedule, each module at its own peak
+                    g["lr"] = lr_at(step, total, cfg) * g["lr_scale"]
                 b = torch.as_tensor(idx)
                 loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint)
                 if world > 1:  # ADR's state must move identically on every rank: score the whole global batch

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -241,13 +240,11 @@ class SceneRenderer:
         self.crop_px, self.crop_scale = crop_px, crop_scale
         self.obj_path, self.atlas_path = mesh_files(spec)
         self.client = pb.connect(pb.DIRECT)
-        self._tmpdir = tempfile.mkdtemp(prefix="sim2real-tex-")
 
     def close(self) -> None:
         if self.client is not None and pb.isConnected(self.client):
             pb.disconnect(self.client)
         self.client = None
-        shutil.rmtree(getattr(self, "_tmpdir", ""), ignore_errors=True)
 
     def __del__(self):
         try:
@@ -258,12 +255,13 @@ class SceneRenderer:
     # --- scene building -------------------------------------------------------------------------
     def _texture(self, rgb: np.ndarray) -> int:
         # TinyRenderer ignores changeTexture, so the texture goes through a small uncompressed file. It also
-        # caches textures by file name: the name is the content hash, so a name never means two images.
-        path = os.path.join(self._tmpdir, hashlib.sha1(rgb.tobytes()).hexdigest() + ".png")
-        cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
-        tid = pb.loadTexture(path, physicsClientId=self.client)
-        os.unlink(path)
-        return tid
+        # caches textures by file name: the name is the content hash, so a name never means two images. The
+        # folder lives only for this call: a renderer in a pool worker is never closed (its __del__ does not
+        # run when the worker exits), and a folder per renderer was left behind in /tmp.
+        with tempfile.TemporaryDirectory(prefix="sim2real-tex-") as tmp:
+            path = os.path.join(tmp, hashlib.sha1(rgb.tobytes()).hexdigest() + ".png")
+            cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+            return pb.loadTexture(path, physicsClientId=self.client)
 
     def _box(self, half, pos, rgba, mass=0.0, orn=(0, 0, 0, 1)) -> int:
         c = self.client
