@@ -138,6 +138,13 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
                           _num("{:.1f}", r["re_deg_median"]), f"{r['acc_5deg_2cm']:.3f}",
                           f"{r.get('train_seconds') or 0:.0f}"])
     secs.append(("Per seed", ["Each row: one trained model scored on the report session."], seed_rows, []))
+    chk = meta.get("refiner_check")
+    if chk:
+        secs.append(("SimGAN refiner check (seed 0)", [
+            f"`refiner/report.check_refiner` on 200 nominal renders; realism against unlabelled photos of session "
+            f"`{chk['session']}` (the refiner trained on every tune-session photo). Target (issue 12): "
+            f"cube-centred domain-classifier accuracy ≤ 0.75 with median marker-corner shift ≤ 0.3 px."]
+            + [f"- {line}" for line in chk["summary"].splitlines()], None, []))
     who = meta.get("who_saw_what", {})
     secs.append(("Who saw what", [f"- **{k}**: {v if isinstance(v, str) else ', '.join(f'{a}: {b}' for a, b in v.items())}"
                                   for k, v in who.items()]
@@ -170,12 +177,19 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
         ov = Path(r["score_dir"]) / "overlays.png"
         if ov.is_file():
             figs.append((f"{r['pipeline']}: predictions (red) vs marker ground truth (green), best → worst by ADD", ov))
-    adr = sorted((out / "runs").glob("adr_s0/**/adr*.png"))
-    if adr:
-        figs.append(("ADR: ranges and entropy over training", adr[0]))
+    for name, cap in (("adr.png", "ADR (seed 0): ranges and entropy over training"),
+                      ("adr_vs_dr.png", "ADR (seed 0): the ranges reached against plain DR's ranges")):
+        if (out / "runs" / "adr_s0" / name).is_file():
+            figs.append((cap, out / "runs" / "adr_s0" / name))
     grids = sorted((out / "refiner").glob("grids/*.png"))
     if grids:
-        figs.append(("SimGAN: synthetic | refined | 4·|difference| | real (last logged step)", grids[-1]))
+        figs.append(("SimGAN (seed 0) in training: synthetic | refined | 4·|difference| | real (last logged step)",
+                     grids[-1]))
+    chk = meta.get("refiner_check") or {}
+    for name, cap in (("samples_frames.png", "SimGAN (seed 0) on frames (the localizer's input)"),
+                      ("samples.png", "SimGAN (seed 0) on crops (the regressor's input)")):
+        if chk and (Path(chk["dir"]) / name).is_file():
+            figs.append((cap + ": synthetic | refined | difference | real", Path(chk["dir"]) / name))
 
     quick = meta["profile"] == "quick"
     cmd = "sim2real benchmark " + " ".join(

@@ -44,6 +44,7 @@ class BenchProfile:
     oracle_overrides: dict[str, Any] = field(default_factory=dict)
     finetune_overrides: dict[str, Any] = field(default_factory=dict)
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
+    refiner_check: dict[str, Any] = field(default_factory=lambda: {"n": 200, "n_patches": 400, "classifier_steps": 200})
     n_boot: int = 1000
     seeds: int = 1               # training seeds per pipeline when --seeds is not given
 
@@ -51,7 +52,8 @@ class BenchProfile:
 PROFILES = {
     # CI smoke test: every stage runs on tiny sizes; the numbers mean nothing
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
-                          oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1}),
+                          oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1},
+                          refiner_check={"n": 32, "n_patches": 64, "classifier_steps": 20}),
     # 2-core CPU, 3 seeds of every row, sized for ≈ 30 min with two trainings at once (README: measured time)
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=3072, train_profile="default", refiner_profile="default",
@@ -289,7 +291,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
         "executor": ex.describe(), "datasets": data, "stage_seconds": stages_s,
         "wall_seconds_this_run": round(time.time() - t_start, 1), "command": args,
-        "who_saw_what": who_saw_what(ctx, pipelines),
+        "who_saw_what": who_saw_what(ctx, pipelines), "refiner_check": res.get(REFINER_CHECK),
         "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
                        "(seed 0); the bootstrap seed of every interval is 0",
     })
@@ -298,6 +300,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
 
 
 ORACLE, MEAN_POSE, FINETUNE = "oracle", "mean-pose", "finetune"
+REFINER_CHECK = "check:refiner:s0"
 ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose",
              FINETUNE: f"sim→real fine-tune ({FINETUNE_FROM})"}
 
@@ -371,6 +374,11 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
                                                          str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session),
                               num_cpus=cpus, num_gpus=ctx.gpus))
+            if j.seed == 0:  # the report's realism / label-preservation figures, for the seed-0 refiner
+                tasks.append(Task(REFINER_CHECK, _check_refiner, (After(j.refiner_stage), ctx.data["nominal"]["path"],
+                                                                  str(ctx.real_root), str(ctx.out), ctx.report_session,
+                                                                  prof.refiner_check, ctx.dev),
+                                  num_cpus=cpus, num_gpus=ctx.gpus))
         if j.pipeline == FINETUNE:
             tasks.append(Task(j.train_stage, _finetune, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), ctx.oracle_data,
                                                           run_dir, ctx.real_root, ctx.tune_session, j.seed, ctx.dev,
@@ -408,8 +416,9 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
     d: dict[str, Any] = {
         "report_session": {"session": ctx.report_session, "scenes": ctx.report_scenes,
-                           "seen_by": "scoring only: every number in the report; nothing is trained, tuned "
-                                      "or selected on it by this run"},
+                           "seen_by": "scoring only: every number in the report, and (its photos without labels) "
+                                      "the refiner check's realism score; nothing is trained, tuned or selected "
+                                      "on it by this run"},
         "oracle": {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": True},
         "mean-pose": "labels of the nominal synthetic set only",
     }
@@ -459,6 +468,21 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
     return {"checkpoint": str(ckpt), "path": str(refined), "content_hash": m["content_hash"],
             "trained_on_session": tune, "seed": seed, "real_images_seen": len(files),
             "real_scenes_seen": scenes}
+
+
+def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: str, report_session: str,
+                   sizes: dict[str, Any], dev: str) -> dict[str, Any]:
+    """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
+    measured against UNLABELLED photos of the report session: the refiner saw every tune-session photo, and
+    a measurement chooses nothing (the refiner's settings were chosen on held-back tune images,
+    refiner/README.md)."""
+    from refiner.report import check_refiner
+    cdir = Path(out) / "refiner" / "check"
+    rep = check_refiner(refined["checkpoint"], nominal, real_root, cdir, sessions=(report_session,), seed=0,
+                        device=dev, **sizes)
+    return {"dir": str(cdir), "summary": rep["summary"], "realism": rep["realism"],
+            "realism_cube_centred": rep["realism_cube_centred"], "label_preservation": rep["label_preservation"],
+            "label_preservation_frames": rep["label_preservation_frames"], "session": report_session}
 
 
 def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: Path, tune_session: str, seed: int,

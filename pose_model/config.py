@@ -84,7 +84,7 @@ PROFILE_SIZES: dict[str, dict[str, Any]] = {
     # 2-core CPU: ≈10k samples × 10 epochs, sized for ≤ 15 minutes on an idle 2-core machine
     "default": dict(),
     # GPU: wider nets, bigger crops, longer
-    "full": dict(epochs=60, batch_size=128, crop_px=96, loc_width=32, reg_width=64, reg_hidden=512, lr=2e-3,
+    "full": dict(epochs=60, batch_size=128, crop_px=96, loc_width=32, reg_width=64, reg_hidden=512, lr=1e-3,
                  loc_batch_frac=1.0, num_threads=None),
 }
 
