@@ -48,6 +48,15 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert ref["scenes read (refiner cards)"] and set(ref["scenes read (refiner cards)"]) <= set(meta["tune_scenes"])
     html = (quick_report / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # self-contained: figures inlined
+    # both heads of every trained model on the same images, and the refiner's own check with its figures
+    for r in res["rows"]:
+        if r["pipeline"] != "mean-pose":
+            assert set(r["direct_head"]) == {"ar", "te_mm_median", "re_deg_median", "acc_add_01d"}, r["pipeline"]
+    assert "## Pose heads on the same images" in md
+    chk = meta["refiner_check"]
+    assert 0.0 <= chk["realism"]["refined"]["domain_classifier_accuracy"] <= 1.0
+    assert chk["session"] == meta["report_session"] and "## SimGAN refiner check (seed 0)" in md
+    assert "SimGAN (seed 0) on frames" in md and "SimGAN (seed 0) on crops" in md
 
 
 def test_results_schema_rows_summary_paired(quick_report):
