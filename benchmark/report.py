@@ -141,8 +141,9 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     chk = meta.get("refiner_check")
     if chk:
         secs.append(("SimGAN refiner check (seed 0)", [
-            f"`refiner/report.check_refiner` on 200 nominal renders; realism against unlabelled photos of session "
-            f"`{chk['session']}` (the refiner trained on every tune-session photo). Target (issue 12): "
+            f"`refiner/report.check_refiner` on 200 nominal renders; realism against photos of session "
+            f"`{chk['session']}` (the refiner trained on every tune-session photo; the cube-centred windows are "
+            f"centred by the photos' labels; a score, nothing is chosen by it). Target (issue 12): "
             f"cube-centred domain-classifier accuracy ≤ 0.75 with median marker-corner shift ≤ 0.3 px."]
             + [f"- {line}" for line in chk["summary"].splitlines()], None, []))
     who = meta.get("who_saw_what", {})

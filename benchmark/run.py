@@ -416,9 +416,9 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
     d: dict[str, Any] = {
         "report_session": {"session": ctx.report_session, "scenes": ctx.report_scenes,
-                           "seen_by": "scoring only: every number in the report, and (its photos without labels) "
-                                      "the refiner check's realism score; nothing is trained, tuned or selected "
-                                      "on it by this run"},
+                           "seen_by": "scoring only: every number in the report, including the refiner check's "
+                                      "realism scores (its photos; the cube-centred windows use their labelled "
+                                      "cube centres); nothing is trained, tuned or selected on it by this run"},
         "oracle": {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": True},
         "mean-pose": "labels of the nominal synthetic set only",
     }
@@ -473,8 +473,8 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
 def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: str, report_session: str,
                    sizes: dict[str, Any], dev: str) -> dict[str, Any]:
     """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
-    measured against UNLABELLED photos of the report session: the refiner saw every tune-session photo, and
-    a measurement chooses nothing (the refiner's settings were chosen on held-back tune images,
+    measured against photos of the report session (the cube-centred windows are centred by their labels): the
+    refiner saw every tune-session photo, and a measurement chooses nothing (the refiner's settings were chosen on held-back tune images,
     refiner/README.md)."""
     from refiner.report import check_refiner
     cdir = Path(out) / "refiner" / "check"
