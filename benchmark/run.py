@@ -267,7 +267,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     from eval.score import spec_for_real
     oracle_data = str(real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle"))
 
-    ctx = Context(prof, out, dev, gpus, real_root, tune_scenes, report_scenes, data, oracle_data, tune, report)
+    ctx = Context(prof, out, dev, gpus, real_root, tune_scenes, report_scenes, data, oracle_data, tune, report,
+                  render_backend="ray" if ex.kind == "ray" else "process")
     jobs = plan_jobs(pipelines, seeds)
     tasks = job_tasks(jobs, ctx)
     done = stages.done()
@@ -356,6 +357,7 @@ class Context:
     oracle_data: str
     tune_session: str = TUNE_SESSION      # --tune: refiner (unlabelled) and oracle
     report_session: str = REPORT_SESSION  # --report: every number
+    render_backend: str = "process"       # ADR's render workers: Ray actors under --executor ray
 
 
 def job_tasks(jobs: list[Job], ctx: Context) -> list:
@@ -388,8 +390,11 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                       prof.oracle_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
         else:
             src = After(j.refiner_stage) if j.refiner_stage else ctx.data[PIPELINES[j.pipeline].dataset]
-            tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev,
-                                                      prof.train_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
+            over = prof.train_overrides
+            if j.pipeline == "adr" and ctx.render_backend != "process":
+                over = {**over, "render_backend": ctx.render_backend}
+            tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over),
+                              num_cpus=cpus, num_gpus=ctx.gpus))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
                                                               ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),
                           num_cpus=1.0, num_gpus=ctx.gpus / 4))

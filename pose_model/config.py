@@ -60,6 +60,7 @@ class TrainConfig:
     # ---- ADR (pipeline adr) ----
     adr_success_deg: float = 15.0     # boundary sample "solved": rotation error below this …
     adr_success_depth: float = 0.10   # … and relative depth error below this
+    render_backend: str = "process"   # ADR's render workers: "process" (spawned) or "ray" (actors; --executor ray)
     log_every: int = 20
 
     def check(self) -> None:
@@ -69,6 +70,8 @@ class TrainConfig:
             raise UserError(f"--epochs {self.epochs}: expected a positive integer")
         if self.head not in ("pnp-rot", "pnp", "direct"):
             raise UserError(f"--head {self.head}: expected pnp-rot, pnp or direct")
+        if self.render_backend not in ("process", "ray"):
+            raise UserError(f"render_backend {self.render_backend}: expected process or ray")
         if self.crop_px % 16:
             raise UserError(f"crop_px {self.crop_px}: expected a multiple of 16")
         if not self.data:

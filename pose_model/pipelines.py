@@ -166,13 +166,14 @@ class ADRPipeline(Pipeline):
     def bind(self, model, data, cfg, manifest: dict) -> None:
         """Called by the trainer once the model exists: start the render workers with the dataset's renderer
         settings (so new samples match its frame size, crop size and cameras)."""
-        from render.adr_buffer import RenderBuffer
+        from render.adr_buffer import RayRenderBuffer, RenderBuffer
         self.model, self.data, self.cfg = model, data, cfg
         gen_cfg = dict(manifest.get("config") or {})
         if not gen_cfg:
             raise UserError("--data: manifest.json: config: pipeline adr needs the renderer settings the dataset "
                             "was made with (render it with `sim2real generate`)")
-        self.buffer = RenderBuffer(gen_cfg, self.n_workers, space=self.space.to_dict())
+        kind = RayRenderBuffer if cfg.render_backend == "ray" else RenderBuffer
+        self.buffer = kind(gen_cfg, self.n_workers, space=self.space.to_dict())
         self.t0 = time.perf_counter()
 
     # ---- the rolling buffer ------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ADR needs samples rendered from its *current* ranges, and boundary samples rendered AT a pinned boundary
 value with every other parameter drawn from the current ranges. A pre-rendered pool cannot give that, so
 here spawned worker processes (each with its own PyBullet client, the renderer of render/generate.py) take
-jobs `(job_id, key, render_ranges, n_scenes)` from a queue and put back the rendered samples. The trainer
+jobs `(job_id, key, render_ranges, n_scenes)` from a queue and put back the rendered samples; under
+`--executor ray` the workers are Ray actors instead (`RayRenderBuffer`, same jobs, same bytes). The trainer
 never blocks on them: it submits jobs, collects whatever is ready between steps (`poll`), and keeps
 training on its rolling buffer meanwhile (the paper's ADR eval workers run beside training the same way).
 
@@ -21,10 +22,10 @@ from typing import Any
 import numpy as np
 
 
-def _worker_main(gen_cfg: dict[str, Any], space: dict | None, inq, outq) -> None:
+def _start_renderers(gen_cfg: dict[str, Any], space: dict | None):
+    """This process's renderers (render/generate.py's worker set-up) with ADR's space → (renderers, views)."""
     import torch
     torch.set_num_threads(1)
-    from render.dataset import labels_array
     from render.generate import _WORKER, _worker_init
     _worker_init(gen_cfg)
     renderers, V = _WORKER["renderers"], int(gen_cfg.get("views_per_scene", 1))
@@ -33,23 +34,33 @@ def _worker_main(gen_cfg: dict[str, Any], space: dict | None, inq, outq) -> None
         sp = space_from_dict({"params": space}, "ADR space")
         for r in renderers:
             r.space = sp
+    return renderers, V
+
+
+def render_job(renderers, views: int, key: tuple[int, ...], ranges: dict[str, Any], n_scenes: int):
+    """One job → (arrays | None, render seconds, error | None); its images depend only on key and ranges."""
+    from render.dataset import labels_array
+    t0 = time.perf_counter()
+    samples = []
+    try:
+        for s in range(n_scenes):
+            cam = int(np.random.default_rng([*key, s]).integers(len(renderers)))
+            samples += renderers[cam].render_scene((*key, s), views, ranges)
+    except RuntimeError as e:  # ranges that rarely show the cube: the job comes back empty
+        return None, time.perf_counter() - t0, str(e)
+    out = {"frames": np.stack([s.frame for s in samples]), "crops": np.stack([s.crop for s in samples]),
+           "labels": labels_array([s.labels for s in samples]), "params": [s.params for s in samples]}
+    return out, time.perf_counter() - t0, None
+
+
+def _worker_main(gen_cfg: dict[str, Any], space: dict | None, inq, outq) -> None:
+    renderers, V = _start_renderers(gen_cfg, space)
     while True:
         job = inq.get()
         if job is None:
             break
         job_id, key, ranges, n_scenes = job
-        t0 = time.perf_counter()
-        samples = []
-        try:
-            for s in range(n_scenes):
-                cam = int(np.random.default_rng([*key, s]).integers(len(renderers)))
-                samples += renderers[cam].render_scene((*key, s), V, ranges)
-        except RuntimeError as e:  # ranges that rarely show the cube: the job comes back empty
-            outq.put((job_id, None, time.perf_counter() - t0, str(e)))
-            continue
-        out = {"frames": np.stack([s.frame for s in samples]), "crops": np.stack([s.crop for s in samples]),
-               "labels": labels_array([s.labels for s in samples]), "params": [s.params for s in samples]}
-        outq.put((job_id, out, time.perf_counter() - t0, None))
+        outq.put((job_id, *render_job(renderers, V, key, ranges, n_scenes)))
     for r in renderers:
         r.close()
 
@@ -90,11 +101,7 @@ class RenderBuffer:
             except queue.Empty:
                 break
             self.pending.discard(job_id)
-            self.render_s += secs
-            if out is None:
-                self.n_failed += 1
-            else:
-                self.n_samples += len(out["frames"])
+            self._account(out, secs)
             done.append((job_id, out, secs))
         if not done and any(not p.is_alive() for p in self.procs):
             raise RuntimeError("an ADR render worker died (see its traceback above)")
@@ -102,6 +109,13 @@ class RenderBuffer:
 
     def samples_per_s(self) -> float:
         return self.n_samples / max(1e-9, time.perf_counter() - self.t_start)
+
+    def _account(self, out: dict | None, secs: float) -> None:
+        self.render_s += secs
+        if out is None:
+            self.n_failed += 1
+        else:
+            self.n_samples += len(out["frames"])
 
     def close(self) -> None:
         for _ in self.procs:
@@ -121,3 +135,77 @@ class RenderBuffer:
             self.close()
         except Exception:
             pass
+
+
+class _RenderActor:
+    """One Ray actor: its own renderers, one job per call (same code as a worker process)."""
+
+    def __init__(self, gen_cfg: dict[str, Any], space: dict | None) -> None:
+        self.renderers, self.views = _start_renderers(gen_cfg, space)
+
+    def render(self, key: tuple[int, ...], ranges: dict[str, Any], n_scenes: int):
+        return render_job(self.renderers, self.views, key, ranges, n_scenes)
+
+
+class RayRenderBuffer(RenderBuffer):
+    """RenderBuffer with Ray actors instead of processes (training under `--executor ray`). The actors are pinned
+    to the trainer's node and declare no CPU of their own, exactly like the local executor's worker process
+    beside a 1-CPU training task: an actor that asked for a CPU would wait while the other trainings hold them
+    all (and the trainer never waits for the renderer, so ADR would just stall)."""
+
+    def __init__(self, gen_cfg: dict[str, Any], n_workers: int = 1, space: dict | None = None) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        if not ray.is_initialized():  # inside a benchmark task Ray is up; a lone `train` starts or joins one
+            ray.init(include_dashboard=False, configure_logging=False)
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        actor = ray.remote(_RenderActor).options(num_cpus=0, scheduling_strategy=here)
+        self.ray = ray
+        self.actors = [actor.remote(gen_cfg, space) for _ in range(n_workers)]
+        self.refs: dict[Any, int] = {}          # ObjectRef → job id
+        self.load = [0] * n_workers             # jobs in flight per actor
+        self.actor_of: dict[int, int] = {}
+        self.pending: set[int] = set()
+        self.next_id = 0
+        self.n_samples = 0
+        self.render_s = 0.0
+        self.n_failed = 0
+        self.t_start = time.perf_counter()
+        self.procs = []
+
+    def submit(self, key: tuple[int, ...], ranges: dict[str, Any], n_scenes: int) -> int:
+        job_id = self.next_id
+        self.next_id += 1
+        a = int(np.argmin(self.load))  # the least busy actor
+        ref = self.actors[a].render.remote(tuple(int(k) for k in key), dict(ranges), int(n_scenes))
+        self.refs[ref] = job_id
+        self.load[a] += 1
+        self.actor_of[job_id] = a
+        self.pending.add(job_id)
+        return job_id
+
+    def poll(self, timeout: float = 0.0) -> list[tuple[int, dict | None, float]]:
+        if not self.refs:
+            return []
+        ready, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
+        if not ready and timeout > 0:
+            ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        done = []
+        for ref in ready:
+            job_id = self.refs.pop(ref)
+            out, secs, _err = self.ray.get(ref)  # an actor that died raises here (RayActorError)
+            self.pending.discard(job_id)
+            self.load[self.actor_of.pop(job_id)] -= 1
+            self._account(out, secs)
+            done.append((job_id, out, secs))
+        return done
+
+    def close(self) -> None:
+        for a in getattr(self, "actors", []):
+            try:
+                self.ray.kill(a)
+            except Exception:
+                pass
+        self.actors = []
+        self.refs.clear()
+        self.pending.clear()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.executor import After, LocalExecutor, Task
@@ -166,3 +167,37 @@ def test_unreachable_ray_address_is_one_clear_line(tmp_path, cmd, request):
     assert "--ray-address 127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_adr_render_actors_give_the_worker_process_bytes(ray_cluster, tmp_path):
+    """Under --executor ray ADR's render workers are Ray actors: the same job (key, ranges) gives the same arrays
+    as a spawned worker process."""
+    from randomizer import ADR, ADRConfig
+    from randomizer.space import load_space
+    from render.adr_buffer import RayRenderBuffer, RenderBuffer
+    from render.dataset import read_manifest
+    from render.generate import GenerateConfig, generate_dataset
+    ds = generate_dataset(GenerateConfig(object="aruco-cube", n=4, seed=2, frame_width=64, crop_px=48, shard_size=4),
+                          tmp_path / "ds", workers=1, progress=False)
+    gen_cfg = read_manifest(ds)["config"]
+    space = load_space(None)
+    ranges = ADR(space, ADRConfig(), seed=0).propose().render_ranges
+    outs = {}
+    for kind in (RenderBuffer, RayRenderBuffer):
+        buf = kind(gen_cfg, 1, space=space.to_dict())
+        try:
+            buf.submit((0, 7919, 3), ranges, 1)
+            got = []
+            for _ in range(120):
+                got += buf.poll(timeout=1.0)
+                if got:
+                    break
+            assert got and got[0][1] is not None, kind.__name__
+            outs[kind.__name__] = got[0][1]
+            assert buf.n_samples == len(got[0][1]["frames"]) and not buf.pending
+        finally:
+            buf.close()
+    a, b = outs["RenderBuffer"], outs["RayRenderBuffer"]
+    for k in ("frames", "crops"):
+        assert np.array_equal(a[k], b[k]), k
+    assert a["labels"].tobytes() == b["labels"].tobytes() and a["params"] == b["params"]
