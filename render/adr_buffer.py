@@ -77,6 +77,9 @@ class RenderBuffer:
                       for _ in range(n_workers)]
         for p in self.procs:
             p.start()
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
         self.pending: set[int] = set()
         self.next_id = 0
         self.n_samples = 0
@@ -165,13 +168,8 @@ class RayRenderBuffer(RenderBuffer):
         self.refs: dict[Any, int] = {}          # ObjectRef → job id
         self.load = [0] * n_workers             # jobs in flight per actor
         self.actor_of: dict[int, int] = {}
-        self.pending: set[int] = set()
-        self.next_id = 0
-        self.n_samples = 0
-        self.render_s = 0.0
-        self.n_failed = 0
-        self.t_start = time.perf_counter()
         self.procs = []
+        self._reset_counts()
 
     def submit(self, key: tuple[int, ...], ranges: dict[str, Any], n_scenes: int) -> int:
         job_id = self.next_id
