@@ -141,7 +141,7 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     chk = meta.get("refiner_check")
     if chk:
         secs.append(("SimGAN refiner check (seed 0)", [
-            f"`refiner/report.check_refiner` on 200 nominal renders; realism against photos of session "
+            f"`refiner/report.check_refiner` on {chk.get('n_samples', '?')} nominal renders; realism against photos of session "
             f"`{chk['session']}` (the refiner trained on every tune-session photo; the cube-centred windows are "
             f"centred by the photos' labels; a score, nothing is chosen by it). Target (issue 12): "
             f"cube-centred domain-classifier accuracy ≤ 0.75 with median marker-corner shift ≤ 0.3 px."]

@@ -479,15 +479,16 @@ def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: s
                    sizes: dict[str, Any], dev: str) -> dict[str, Any]:
     """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
     measured against photos of the report session (the cube-centred windows are centred by their labels): the
-    refiner saw every tune-session photo, and a measurement chooses nothing (the refiner's settings were chosen on held-back tune images,
-    refiner/README.md)."""
+    refiner saw every tune-session photo, and a measurement chooses nothing (the refiner's settings were
+    chosen on held-back tune images, refiner/README.md)."""
     from refiner.report import check_refiner
     cdir = Path(out) / "refiner" / "check"
     rep = check_refiner(refined["checkpoint"], nominal, real_root, cdir, sessions=(report_session,), seed=0,
                         device=dev, **sizes)
     return {"dir": str(cdir), "summary": rep["summary"], "realism": rep["realism"],
             "realism_cube_centred": rep["realism_cube_centred"], "label_preservation": rep["label_preservation"],
-            "label_preservation_frames": rep["label_preservation_frames"], "session": report_session}
+            "label_preservation_frames": rep["label_preservation_frames"], "session": report_session,
+            "n_samples": rep["n_samples"]}
 
 
 def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: Path, tune_session: str, seed: int,

@@ -8,7 +8,7 @@ import click
 
 from core.io import UserError
 from core.profiles import PROFILE_NAMES
-from pose_model.registry import PIPELINES
+from pose_model.registry import HEADS, PIPELINES
 
 
 @click.command("train")
@@ -56,7 +56,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--device", default="auto", show_default=True)
 @click.option("--diagnostic-gt-crop", is_flag=True,
               help="DIAGNOSTIC: crop around the labelled pose instead of the localizer's estimate (--real only).")
-@click.option("--head", type=click.Choice(("pnp-rot", "pnp", "direct")), default=None,
+@click.option("--head", type=click.Choice(HEADS), default=None,
               help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, or the direct 6-D/depth "
                    "regression (default: the one the model was trained to report).")
 def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop, head):

@@ -6,7 +6,7 @@ from typing import Any
 
 from core.io import UserError
 from core.profiles import PROFILE_NAMES as PROFILES, pick_profile
-from pose_model.registry import PIPELINES, pipeline_spec
+from pose_model.registry import HEADS, PIPELINES, pipeline_spec
 
 
 @dataclass
@@ -68,8 +68,8 @@ class TrainConfig:
         pick_profile(PROFILE_SIZES, self.profile)
         if self.epochs < 1:
             raise UserError(f"--epochs {self.epochs}: expected a positive integer")
-        if self.head not in ("pnp-rot", "pnp", "direct"):
-            raise UserError(f"--head {self.head}: expected pnp-rot, pnp or direct")
+        if self.head not in HEADS:
+            raise UserError(f"--head {self.head}: expected one of {', '.join(HEADS)}")
         if self.render_backend not in ("process", "ray"):
             raise UserError(f"render_backend {self.render_backend}: expected process or ray")
         if self.crop_px % 16:

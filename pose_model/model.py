@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from core.io import UserError, load_torch_file
 from pose_model import geometry as G
 from pose_model.nets import CropRegressor, Localizer
+from pose_model.registry import HEADS
 
 
 @dataclass
@@ -34,7 +35,6 @@ class ModelMeta:
     sym_split: bool = False          # rotation = geometry modulo the shape's symmetries + a classifier (see PoseModel)
 
 
-HEADS = ("pnp-rot", "pnp", "direct")  # the pose heads infer() can report (see infer)
 N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
 
 

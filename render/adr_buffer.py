@@ -168,7 +168,6 @@ class RayRenderBuffer(RenderBuffer):
         self.refs: dict[Any, int] = {}          # ObjectRef → job id
         self.load = [0] * n_workers             # jobs in flight per actor
         self.actor_of: dict[int, int] = {}
-        self.procs = []
         self._reset_counts()
 
     def submit(self, key: tuple[int, ...], ranges: dict[str, Any], n_scenes: int) -> int:
