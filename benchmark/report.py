@@ -141,9 +141,11 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     chk = meta.get("refiner_check")
     if chk:
         secs.append(("SimGAN refiner check (seed 0)", [
-            f"`refiner/report.check_refiner` on {chk.get('n_samples', '?')} nominal renders; realism against photos of session "
-            f"`{chk['session']}` (the refiner trained on every tune-session photo; the cube-centred windows are "
-            f"centred by the photos' labels; a score, nothing is chosen by it). Target (issue 12): "
+            f"`refiner/report.check_refiner` on {chk.get('n_samples', '?')} nominal renders; realism against "
+            f"{chk.get('n_real_images', '?')} photos of session `{chk['session']}` that no refiner read "
+            + ("(the tune session's held-back scene" if chk["session"] == meta["tune_session"] else "(the report session")
+            + "; the cube-centred windows are centred by the photos' labels; a score, nothing is chosen by it). "
+            f"Target (issue 12): "
             f"cube-centred domain-classifier accuracy ≤ 0.75 with median marker-corner shift ≤ 0.3 px."]
             + [f"- {line}" for line in chk["summary"].splitlines()], None, []))
     who = meta.get("who_saw_what", {})

@@ -234,7 +234,7 @@ def _device_for(ex, device: str) -> tuple[str, float]:
     from core.device import pick_device
     if ex.kind == "ray":
         if device == "auto":
-            device = "cuda" if ex.describe()["cluster_gpus"] > 0 else "cpu"
+            device = "cuda" if ex.cluster_gpus() > 0 else "cpu"
         elif device not in ("cpu",) and not device.startswith("cuda"):
             pick_device(device)  # the one error message for a bad --device
     else:
@@ -282,6 +282,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         if f"refiner:s{seed}" in res:
             data[f"refined_s{seed}"] = res[f"refiner:s{seed}"]
     rows = [job_row(j, res) for j in jobs]
+    executor_info = ex.describe()
+    ex.release()  # no more tasks: a private Ray shuts down while the report is written
 
     stages_s = stages.seconds()
     log("wall time per stage (s):\n" + "\n".join(f"  {k:<28}{v:>9.1f}" for k, v in stages_s.items())
@@ -290,7 +292,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         "profile": profile, "real": real, "real_root": str(real_root), "tune_session": tune,
         "report_session": report, "tune_scenes": tune_scenes, "report_scenes": report_scenes,
         "seeds": list(range(seeds)), "code_version": code_version(), "device": dev, "machine": machine_info(dev),
-        "executor": ex.describe(), "datasets": data, "stage_seconds": stages_s,
+        "executor": executor_info, "datasets": data, "stage_seconds": stages_s,
         "wall_seconds_this_run": round(time.time() - t_start, 1), "command": args,
         "who_saw_what": who_saw_what(ctx, pipelines), "refiner_check": res.get(REFINER_CHECK),
         "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
@@ -359,6 +361,16 @@ class Context:
     report_session: str = REPORT_SESSION  # --report: every number
     render_backend: str = "process"       # ADR's render workers: Ray actors under --executor ray
 
+    @property
+    def refiner_holdout(self) -> list[int]:
+        """Tune-session scenes the refiners never see: the refiner check measures realism on them (its last
+        scene, when the session has two or more; else none, and the check reads the report session)."""
+        return self.tune_scenes[-1:] if len(self.tune_scenes) > 1 else []
+
+    @property
+    def refiner_check_session(self) -> str:
+        return self.tune_session if self.refiner_holdout else self.report_session
+
 
 def job_tasks(jobs: list[Job], ctx: Context) -> list:
     """The executor tasks of the jobs, in the order a single worker runs them: each seed's refiner just before
@@ -374,11 +386,11 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             continue
         if j.refiner_stage and not any(t.name == j.refiner_stage for t in tasks):
             tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
-                                                         str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session),
-                              num_cpus=cpus, num_gpus=ctx.gpus))
+                                                         str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session,
+                                                         ctx.refiner_holdout), num_cpus=cpus, num_gpus=ctx.gpus))
             if j.seed == 0:  # the report's realism / label-preservation figures, for the seed-0 refiner
                 tasks.append(Task(REFINER_CHECK, _check_refiner, (After(j.refiner_stage), ctx.data["nominal"]["path"],
-                                                                  str(ctx.real_root), str(ctx.out), ctx.report_session,
+                                                                  str(ctx.real_root), str(ctx.out), ctx.refiner_check_session,
                                                                   prof.refiner_check, ctx.dev),
                                   num_cpus=cpus, num_gpus=ctx.gpus))
         if j.pipeline == FINETUNE:
@@ -421,9 +433,10 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     simgans = [p for p in pipelines if PIPELINES[p].dataset == "refined"]
     d: dict[str, Any] = {
         "report_session": {"session": ctx.report_session, "scenes": ctx.report_scenes,
-                           "seen_by": "scoring only: every number in the report, including the refiner check's "
-                                      "realism scores (its photos; the cube-centred windows use their labelled "
-                                      "cube centres); nothing is trained, tuned or selected on it by this run"},
+                           "seen_by": "scoring only: every number in the report"
+                                      + ("" if ctx.refiner_holdout else ", including the refiner check's realism "
+                                         "scores (its photos; the cube-centred windows use their labelled cube centres)")
+                                      + "; nothing is trained, tuned or selected on it by this run"},
         "oracle": {"session": ctx.tune_session, "scenes": ctx.tune_scenes, "labels": True},
         "mean-pose": "labels of the nominal synthetic set only",
     }
@@ -434,7 +447,8 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
         d["refiner (SimGAN), one per seed"] = {
             "session": ctx.tune_session, "labels": False,
             "scenes read (refiner cards)": sorted({s for v in seen.values() for s in v.get("real_scenes_seen", [])}),
-            "images read per seed": [v.get("real_images_seen") for _, v in sorted(seen.items())]}
+            "images read per seed": [v.get("real_images_seen") for _, v in sorted(seen.items())],
+            "held back for the refiner check (never read by a refiner)": ctx.refiner_holdout}
         d["pose models " + ", ".join(simgans)] = "refined synthetic renders (renderer labels)"
         d["refiner settings"] = {"fixed in the profile": ctx.prof.refiner_overrides,
                                  "how they were chosen": "refiner/README.md"}
@@ -451,15 +465,17 @@ def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Pa
 
 
 def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0,
-            tune: str = TUNE_SESSION) -> dict[str, Any]:
-    """SimGAN (seed `seed`) on synthetic crops vs UNLABELLED tune-session images, then applied (an executor
-    task). Seed 0 keeps the folder names refiner/ and data_refined/."""
+            tune: str = TUNE_SESSION, holdout: list[int] = ()) -> dict[str, Any]:
+    """SimGAN (seed `seed`) on synthetic crops vs UNLABELLED tune-session images, less the `holdout` scenes
+    (kept for the refiner check), then applied (an executor task). Seed 0 keeps the folder names refiner/ and
+    data_refined/."""
     from refiner.apply import refine_dataset
     from refiner.train import make_config, train_refiner
     sfx = "" if seed == 0 else f"_s{seed}"
     rdir = Path(out) / f"refiner{sfx}"
     cfg = make_config(prof.refiner_profile, synthetic=nominal, real=real_root, out=str(rdir), seed=seed,
-                      device=dev, sessions=(tune,), resume=(rdir / "state.pt").is_file(),
+                      device=dev, sessions=(tune,), exclude=tuple(f"test/{sid:06d}/*" for sid in holdout),
+                      resume=(rdir / "state.pt").is_file(),
                       **prof.refiner_overrides)
     ckpt = train_refiner(cfg)
     refined = Path(out) / f"data_refined{sfx}"
@@ -475,19 +491,21 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
             "real_scenes_seen": scenes}
 
 
-def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: str, report_session: str,
+def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: str, session: str,
                    sizes: dict[str, Any], dev: str) -> dict[str, Any]:
     """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
-    measured against photos of the report session (the cube-centred windows are centred by their labels): the
-    refiner saw every tune-session photo, and a measurement chooses nothing (the refiner's settings were
-    chosen on held-back tune images, refiner/README.md)."""
+    measured against the photos of `session` that the refiner did not read: the tune session's held-back scene
+    (Context.refiner_holdout; its cube-centred windows are centred by their labels — the tune session may be
+    used for anything), or the report session when the tune session has one scene only. A measurement chooses
+    nothing (the refiner's settings were chosen on held-back tune images, refiner/README.md)."""
     from refiner.report import check_refiner
     cdir = Path(out) / "refiner" / "check"
-    rep = check_refiner(refined["checkpoint"], nominal, real_root, cdir, sessions=(report_session,), seed=0,
+    rep = check_refiner(refined["checkpoint"], nominal, real_root, cdir, sessions=(session,), seed=0,
                         device=dev, **sizes)
     return {"dir": str(cdir), "summary": rep["summary"], "realism": rep["realism"],
             "realism_cube_centred": rep["realism_cube_centred"], "label_preservation": rep["label_preservation"],
-            "label_preservation_frames": rep["label_preservation_frames"], "session": report_session,
+            "label_preservation_frames": rep["label_preservation_frames"], "session": session,
+            "n_real_images": rep["realism_real"]["n_images"],
             "n_samples": rep["n_samples"]}
 
 

@@ -15,3 +15,8 @@ def pick_device(name: str = "auto") -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise UserError(f"--device {name}: expected auto, cpu or cuda[:N]")
     return torch.device(name)
+
+
+def cuda_device_count() -> int:
+    """CUDA devices this process can see (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,13 @@ class _Executor:
 
     def close(self) -> None:
         pass
+
+    def release(self) -> None:
+        """No more tasks will be submitted: start letting go of workers (close() still waits for them)."""
+
+    def cluster_gpus(self) -> float:
+        """GPUs the tasks can ask for (the local executor: none are scheduled)."""
+        return 0.0
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.kind}
@@ -237,7 +245,13 @@ class RayExecutor(_Executor):
     the given number), 'auto' joins the one `ray start` made on this machine, HOST:PORT or ray://HOST:PORT
     a remote one. An unreachable address is a UserError, raised before anything is written.
     Every node must have this code importable (pip install -e . in the cluster setup, docs/cluster.md)
-    and see the output and cache folders at the same paths (a shared filesystem)."""
+    and see the output and cache folders at the same paths (a shared filesystem).
+
+    A private local Ray starts in the background (≈ 4 s of GCS/raylet start-up, measured) while the caller
+    goes on with its own work (imports, the real set); the first submit waits for it. Its owner thread
+    stays alive until close(): Ray's processes are tied to the thread that started them (Linux
+    PDEATHSIG), so a thread that returned would take them down with it. `release()` starts the shutdown
+    (≈ 1.4 s) in that thread while the caller writes its report; close() waits for it."""
     kind = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = 3):
@@ -249,6 +263,10 @@ class RayExecutor(_Executor):
         self._owns = False
         self._refs: dict[cf.Future, Any] = {}
         self._remote = ray.remote(_timed)
+        self._owner: threading.Thread | None = None
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._init_error: BaseException | None = None
+        self._ready.set()
         if ray.is_initialized():  # e.g. a test module's shared ray.init
             return
         if address:
@@ -262,21 +280,58 @@ class RayExecutor(_Executor):
             os.environ["PYTHONPATH"] = os.pathsep.join([root, pp]) if pp else root
         # tasks on other nodes read the same settings (cache folder, real-set location) as this process
         env = {k: v for k, v in os.environ.items() if k.startswith("SIM2REAL_")}
-        try:
-            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=True, configure_logging=False,
-                     runtime_env={"env_vars": env} if address and env else None)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UserError(f"--ray-address {address}: could not join a Ray cluster "
-                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        kwargs = dict(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                      log_to_driver=True, configure_logging=False,
+                      runtime_env={"env_vars": env} if address and env else None)
         self._owns = True
+        if address:  # joining a cluster: its errors come now, before anything is written
+            self._init(kwargs)
+            self._ready_or_raise()
+            return
+        self._ready.clear()
+        self._owner = threading.Thread(target=self._own, args=(kwargs,), name="ray-owner", daemon=True)
+        self._owner.start()
+
+    def _init(self, kwargs: dict[str, Any]) -> None:
+        try:
+            self.ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            self._owns = False
+            self._init_error = UserError(f"--ray-address {self.address}: could not join a Ray cluster "
+                                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+
+    def _own(self, kwargs: dict[str, Any]) -> None:
+        """The owner thread of a private local Ray: start it, then keep it alive until release()/close()."""
+        try:
+            self._init(kwargs)
+        except BaseException as e:  # noqa: B036 — handed to the caller's thread by _ready_or_raise
+            self._owns, self._init_error = False, e
+        self._ready.set()
+        if self._owns:
+            self._stop.wait()
+            self.ray.shutdown()
+
+    def _ready_or_raise(self) -> None:
+        self._ready.wait()
+        if self._init_error is not None:
+            raise self._init_error
+
+    def cluster_gpus(self) -> float:
+        """GPUs the tasks can ask for. A private local Ray has this machine's (asked without waiting for it)."""
+        if self._owner is not None and not self._ready.is_set():
+            from core.device import cuda_device_count
+            return float(cuda_device_count())
+        self._ready_or_raise()
+        return float(self.ray.cluster_resources().get("GPU", 0))
 
     def describe(self) -> dict[str, Any]:
+        self._ready_or_raise()
         res = self.ray.cluster_resources()
         return {"executor": "ray", "address": self.address or "local",
                 "cluster_cpus": res.get("CPU", 0), "cluster_gpus": res.get("GPU", 0)}
 
     def _submit(self, task: Task, results: dict[str, Any]) -> cf.Future:
+        self._ready_or_raise()
         args, kwargs = task.bound(results)
         remote = self._remote.options(
             num_cpus=task.num_cpus, num_gpus=task.num_gpus, max_retries=self.max_retries,
@@ -305,8 +360,17 @@ class RayExecutor(_Executor):
                 except Exception:  # already finished / already gone
                     pass
 
+    def release(self) -> None:
+        """No more tasks: a private local Ray starts shutting down in its owner thread (close() waits)."""
+        if self._owner is not None:
+            self._stop.set()
+
     def close(self) -> None:
-        if self._owns:
+        if self._owner is not None:
+            self._stop.set()
+            self._owner.join()
+            self._owner, self._owns = None, False
+        elif self._owns:
             self.ray.shutdown()
             self._owns = False
 

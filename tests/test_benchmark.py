@@ -55,7 +55,11 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert "## Pose heads on the same images" in md
     chk = meta["refiner_check"]
     assert 0.0 <= chk["realism"]["refined"]["domain_classifier_accuracy"] <= 1.0
-    assert chk["session"] == meta["report_session"] and "## SimGAN refiner check (seed 0)" in md
+    # realism on the tune session's held-back scene, which no refiner read
+    held = ref["held back for the refiner check (never read by a refiner)"]
+    assert held == meta["tune_scenes"][-1:] and not set(held) & set(ref["scenes read (refiner cards)"])
+    assert chk["session"] == meta["tune_session"] and chk["n_real_images"] > 0
+    assert "## SimGAN refiner check (seed 0)" in md
     assert "SimGAN (seed 0) on frames" in md and "SimGAN (seed 0) on crops" in md
 
 

@@ -107,7 +107,8 @@ def test_a_failing_task_cancels_the_running_ones(tmp_path):
 def ray_cluster():
     ray = pytest.importorskip("ray")
     from core.executor import RayExecutor
-    ex = RayExecutor(num_cpus=2)  # starts the module's local Ray; later RayExecutor()s join it
+    ex = RayExecutor(num_cpus=2)  # starts the module's local Ray (in the background); later RayExecutor()s join it
+    assert ex.describe()["cluster_cpus"] == 2  # waits until it is up: some tests below use ray directly
     yield ex
     ex.close()
     assert not ray.is_initialized()
