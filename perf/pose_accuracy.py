@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     ap.add_argument("--real", default=None, help="real set name or BOP root")
     ap.add_argument("--sessions", default="data", help="comma-separated session names to score "
                     "(or scene ids joined by +, e.g. 3 or 1+2: a held-out part of the tune session)")
-    ap.add_argument("--variants", default="direct:0,direct:1,pnp:0,pnp:1", help="head:resize_crop,…")
+    ap.add_argument("--variants", default="direct:0,direct:1,pnp:0,pnp:1",
+                    help="head:resize_crop[:hypotheses],… (hypotheses: localizer peaks followed, default 1)")
     ap.add_argument("--refine-iters", type=int, default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -65,9 +66,10 @@ def main(argv=None) -> None:
         spec = spec_for_real(real_root)
     print(f"model {a.model} (refine_iters {it})")
     for v in a.variants.split(","):
-        head, rs = v.split(":")
-        est = PoseEstimator.load(a.model, "cpu", refine_iters=it, head=head, resize_crop=bool(int(rs)))
-        line = f"head {head:6s} resize_crop {rs}:"
+        head, rs, *hyp = v.split(":")
+        hyp = int(hyp[0]) if hyp else 1
+        est = PoseEstimator.load(a.model, "cpu", refine_iters=it, head=head, resize_crop=bool(int(rs)), hypotheses=hyp)
+        line = f"head {head:6s} resize_crop {rs} hypotheses {hyp}:"
         if data is not None:
             r = evaluate(est.model, data, val_idx, torch.device("cpu"), it, resize_crop=bool(int(rs)), head=head)
             line += f"  synth val re {r['val_re_med_deg']:.2f}° te {r['val_te_med_mm']:.2f} mm " \

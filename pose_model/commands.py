@@ -59,7 +59,11 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--head", type=click.Choice(HEADS), default=None,
               help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, or the direct 6-D/depth "
                    "regression (default: the one the model was trained to report).")
-def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop, head):
+@click.option("--hypotheses", type=click.IntRange(min=1), default=None,
+              help="Follow this many peaks of the localizer's map and keep the one whose keypoints agree best "
+                   "(helps on cluttered desks; default: the model's setting, 1).")
+def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop, head,
+                hypotheses):
     """Predict cube poses on real images → BOP results CSV (scene_id,im_id,obj_id,score,R,t,time)."""
     from pose_model.predict import predict_bop, predict_images
     if (real is None) == (images is None):
@@ -67,7 +71,8 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
     if images is not None:
         if camera is None:
             raise UserError("--images needs --camera K.json (the intrinsics of the images)")
-        path = predict_images(ckpt, images, camera, out, device, overlays, object_name, head=head)
+        path = predict_images(ckpt, images, camera, out, device, overlays, object_name, head=head,
+                              hypotheses=hypotheses)
     else:
         from core.real_sets import resolve_real
         try:
@@ -75,7 +80,7 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
         except ValueError:
             raise UserError(f"--scenes {scenes}: expected comma-separated integers") from None
         path = predict_bop(ckpt, resolve_real(real), out, scene_ids, device, overlays, progress=sys.stderr.isatty(),
-                           diagnostic_gt_crop=diagnostic_gt_crop, head=head)
+                           diagnostic_gt_crop=diagnostic_gt_crop, head=head, hypotheses=hypotheses)
     click.echo(f"wrote {path}")
 
 

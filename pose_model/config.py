@@ -47,6 +47,7 @@ class TrainConfig:
     refine_iters: int = 2             # at test time: re-crop around the current estimate this many times (2: chosen
                                       # on the tune session: 10.6° → 8.8°, te flat; 3 no better)
     resize_crop: bool = True          # … re-sizing the crop from the estimate too (False: re-centre only, as before)
+    hypotheses: int = 1               # at test time: localizer peaks followed through the crop refinement (PoseModel.infer)
     sym_split: bool = False           # True: rotation modulo the shape's 24 symmetries + a classifier (PoseModel)
     head: str = "pnp-rot"             # the reported pose: "pnp-rot" (PnP rotation, direct translation: best on the
                                       # tune session and synthetic val), "pnp" (keypoints + PnP) or "direct"
@@ -72,6 +73,8 @@ class TrainConfig:
             raise UserError(f"--head {self.head}: expected one of {', '.join(HEADS)}")
         if self.render_backend not in ("process", "ray"):
             raise UserError(f"render_backend {self.render_backend}: expected process or ray")
+        if self.hypotheses < 1:
+            raise UserError(f"--hypotheses {self.hypotheses}: expected a positive integer")
         if self.crop_px % 16:
             raise UserError(f"crop_px {self.crop_px}: expected a multiple of 16")
         if not self.data:

@@ -28,15 +28,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 class PoseEstimator:
     def __init__(self, model: PoseModel, spec, device: torch.device, refine_iters: int = 1,
-                 card: dict | None = None, resize_crop: bool = True, head: str = "pnp-rot") -> None:
+                 card: dict | None = None, resize_crop: bool = True, head: str = "pnp-rot",
+                 hypotheses: int = 1) -> None:
         self.model, self.spec, self.device, self.refine_iters = model.eval(), spec, device, refine_iters
-        self.resize_crop, self.head = resize_crop, head
+        self.resize_crop, self.head, self.hypotheses = resize_crop, head, hypotheses
         self.card = card or {}
 
     @classmethod
     def load(cls, ckpt: str | os.PathLike, device: str | torch.device = "cpu",
              refine_iters: int | None = None, head: str | None = None,
-             resize_crop: bool | None = None) -> "PoseEstimator":
+             resize_crop: bool | None = None, hypotheses: int | None = None) -> "PoseEstimator":
         dev = device if isinstance(device, torch.device) else pick_device(device)
         if dev.type == "cpu":  # one image at a time: extra threads only spin (20× slower on a busy CPU)
             torch.set_num_threads(1)
@@ -52,8 +53,11 @@ class PoseEstimator:
         it = c.get("refine_iters", 1) if refine_iters is None else refine_iters
         head = c.get("head", "pnp-rot") if head is None else head
         rs = c.get("resize_crop", True) if resize_crop is None else resize_crop
+        hyp = c.get("hypotheses", 1) if hypotheses is None else hypotheses
+        if hyp < 1:
+            raise UserError(f"--hypotheses {hyp}: expected a positive integer")
         return cls(model.to(dev), spec, dev, it, {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]},
-                   resize_crop=rs, head=head)
+                   resize_crop=rs, head=head, hypotheses=hyp)
 
     def check_object(self, name: str | None = None, size_m=None, obj_id: int | None = None, where: str = "") -> None:
         """Refuse to run on images of another object (a model only knows the cube it was trained on)."""
@@ -91,7 +95,7 @@ class PoseEstimator:
 
         boxes = None if box is None else torch.as_tensor(np.asarray(box, np.float32), device=dev)[None]
         out = m.infer(frame_t, crop_source, K_t, self.refine_iters, boxes=boxes, image_hw=(H, W),
-                      resize_crop=self.resize_crop, head=self.head)
+                      resize_crop=self.resize_crop, head=self.head, hypotheses=self.hypotheses)
         return {"R": out["R"][0].double().cpu().numpy(), "t_m": out["t_m"][0].double().cpu().numpy(),
                 "score": float(out["score"][0]), "box": out["box"][0].cpu().numpy()}
 
@@ -129,15 +133,17 @@ def gt_crop_box(spec, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, crop_factor
 
 def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: str | os.PathLike,
                 scene_ids=None, device: str = "auto", overlays: str | os.PathLike | None = None,
-                progress: bool = False, diagnostic_gt_crop: bool = False, head: str | None = None) -> Path:
+                progress: bool = False, diagnostic_gt_crop: bool = False, head: str | None = None,
+                hypotheses: int | None = None) -> Path:
     """Predict every image of a BOP set (labels are never read for the prediction) → BOP results CSV.
 
     head: which of the model's pose heads to report ("pnp-rot", "pnp" or "direct"; default: the one it was trained with).
+    hypotheses: localizer peaks followed per image (PoseModel.infer; default: the checkpoint's, else 1).
 
     diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
     skipped): isolates the crop regressor's transfer; a diagnostic, never an end-to-end score."""
     from core.bop import load_bop_scenes, read_models_info, write_results_csv
-    est = PoseEstimator.load(ckpt, device, head=head)
+    est = PoseEstimator.load(ckpt, device, head=head, hypotheses=hypotheses)
     root = Path(real_root)
     info = read_models_info(root)
     mine = info.get(est.spec.obj_id)
@@ -201,7 +207,7 @@ def read_camera_K(path: str | os.PathLike) -> np.ndarray:
 
 def predict_images(ckpt: str | os.PathLike, images_dir: str | os.PathLike, camera_json: str | os.PathLike,
                    out_csv: str | os.PathLike, device: str = "auto", overlays: str | os.PathLike | None = None,
-                   object_name: str | None = None, head: str | None = None) -> Path:
+                   object_name: str | None = None, head: str | None = None, hypotheses: int | None = None) -> Path:
     """Predict a plain folder of images sharing one camera → BOP results CSV (scene 0, im_id = the file's
     number when its stem is an integer, else its position in sorted order; names in <out>.images.json)."""
     from core.bop import write_results_csv
@@ -212,7 +218,7 @@ def predict_images(ckpt: str | os.PathLike, images_dir: str | os.PathLike, camer
     if not files:
         raise UserError(f"--images {d}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
     K = read_camera_K(camera_json)
-    est = PoseEstimator.load(ckpt, device, head=head)
+    est = PoseEstimator.load(ckpt, device, head=head, hypotheses=hypotheses)
     if object_name:
         est.check_object(name=object_name, where=f"--object {object_name}")
     numeric = all(p.stem.isdigit() for p in files) and len({int(p.stem) for p in files}) == len(files)

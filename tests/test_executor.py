@@ -114,6 +114,25 @@ def ray_cluster():
     assert not ray.is_initialized()
 
 
+def test_private_ray_starts_in_the_background_and_shuts_down():
+    """A private local Ray starts in an owner thread (the constructor returns before it is up) that keeps its
+    processes alive while tasks run — a thread that returned would take GCS and raylet down with it (Linux
+    PDEATHSIG) — and release()/close() shut it down. A fresh process: this module's shared Ray is in this one."""
+    pytest.importorskip("ray")
+    code = (
+        "import ray, time\n"
+        "from core.executor import After, RayExecutor, Task\n"
+        "ex = RayExecutor(num_cpus=1)\n"
+        "up_at_once = ray.is_initialized()\n"
+        "time.sleep(8)  # long past the start-up: the owner thread must still hold Ray's processes\n"
+        "res = ex.run([Task('a', pow, (2, 5)), Task('b', pow, (After('a'), 2))])\n"
+        "ex.release(); ex.close()\n"
+        "print(up_at_once, res['b'], ray.is_initialized())\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-3:] == ["False", "1024", "False"], r.stdout
+
+
 def test_generate_on_ray_gives_the_local_bytes(ray_cluster, tmp_path):
     from core.executor import RayExecutor
     cfg = GenerateConfig(n=12, shard_size=4, randomization="dr", seed=4)
