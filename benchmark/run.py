@@ -247,7 +247,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
          report: str = REPORT_SESSION) -> Path:
     dev, gpus = _device_for(ex, device)
     out.mkdir(parents=True, exist_ok=True)
-    args = {"real": real, "from": str(from_dir) if from_dir else None, "profile": profile, "seeds": seeds,
+    # --from as an absolute path: `../shared/...` and `/work/shared/...` are the same run (resume matches either)
+    args = {"real": real, "from": str(Path(from_dir).resolve()) if from_dir else None, "profile": profile, "seeds": seeds,
             "pipelines": list(pipelines)}
     if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
         args.update(tune=tune, report=report)

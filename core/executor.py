@@ -297,8 +297,9 @@ class RayExecutor(_Executor):
             self.ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             self._owns = False
-            self._init_error = UserError(f"--ray-address {self.address}: could not join a Ray cluster "
-                                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self._init_error = UserError(f"--ray-address {self.address}: could not join a Ray cluster ({why})"
+                                         if self.address else f"--executor ray: could not start a local Ray ({why})")
 
     def _own(self, kwargs: dict[str, Any]) -> None:
         """The owner thread of a private local Ray: start it, then keep it alive until release()/close()."""
