@@ -15,7 +15,6 @@ give the same ADR log with asynchronous workers; the seed is recorded in the mod
 from __future__ import annotations
 
 import concurrent.futures as cf
-
 import multiprocessing as mp
 import queue
 import time
@@ -167,8 +166,7 @@ class RayRenderBuffer(RenderBuffer):
         actor = ray.remote(_RenderActor).options(num_cpus=0, scheduling_strategy=here)
         self.ray = ray
         self.actors = [actor.remote(gen_cfg, space) for _ in range(n_workers)]
-        self.refs: dict[Any, int] = {}          # ObjectRef → job id
-        self.futures: dict[Any, Any] = {}       # ObjectRef → its concurrent.futures.Future (see poll)
+        self.in_flight: dict[int, tuple[Any, cf.Future]] = {}   # job id → (ObjectRef, its Future; see poll)
         self.load = [0] * n_workers             # jobs in flight per actor
         self.actor_of: dict[int, int] = {}
         self._reset_counts()
@@ -178,8 +176,7 @@ class RayRenderBuffer(RenderBuffer):
         self.next_id += 1
         a = int(np.argmin(self.load))  # the least busy actor
         ref = self.actors[a].render.remote(tuple(int(k) for k in key), dict(ranges), int(n_scenes))
-        self.refs[ref] = job_id
-        self.futures[ref] = ref.future()
+        self.in_flight[job_id] = (ref, ref.future())
         self.load[a] += 1
         self.actor_of[job_id] = a
         self.pending.add(job_id)
@@ -190,14 +187,14 @@ class RayRenderBuffer(RenderBuffer):
         blocked in those lends its CPU back to the scheduler, even with timeout=0, and the scheduler starts another
         task beside it: under the benchmark three 1-CPU tasks then ran on 2 CPUs and every stage beside an ADR
         training ran 1.4–1.8× slower (measured; perf note in docs/cluster.md)."""
-        if not self.refs:
+        futures = {job_id: fut for job_id, (_, fut) in self.in_flight.items()}
+        if not futures:
             return []
-        if timeout > 0 and not any(f.done() for f in self.futures.values()):
-            cf.wait(list(self.futures.values()), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        if timeout > 0 and not any(f.done() for f in futures.values()):
+            cf.wait(list(futures.values()), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         done = []
-        for ref in [r for r, f in self.futures.items() if f.done()]:
-            job_id = self.refs.pop(ref)
-            out, secs, _err = self.futures.pop(ref).result()  # an actor that died raises here (RayActorError)
+        for job_id in [j for j, f in futures.items() if f.done()]:
+            out, secs, _err = self.in_flight.pop(job_id)[1].result()  # an actor that died raises here (RayActorError)
             self.pending.discard(job_id)
             self.load[self.actor_of.pop(job_id)] -= 1
             self._account(out, secs)
@@ -211,6 +208,5 @@ class RayRenderBuffer(RenderBuffer):
             except Exception:
                 pass
         self.actors = []
-        self.refs.clear()
-        self.futures.clear()
+        self.in_flight.clear()
         self.pending.clear()
