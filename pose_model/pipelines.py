@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-
+from dataclasses import asdict
 from typing import Any, Iterator
 
 import numpy as np
@@ -135,13 +135,21 @@ class ADRPipeline(Pipeline):
     value (a render parameter) or rendered from the current ranges and scored with the image parameter pinned;
     such a job is first scored in eval mode on the whole pose task (localizer + regressor, success = rotation
     error < adr_success_deg and relative translation error < adr_success_depth), its success fraction goes to
-    that boundary's buffer, and only then does it enter the training buffer. The trainer never waits for the
-    renderer; the card reports renderer samples/s against the trainer's consumption.
+    that boundary's buffer, and only then does it enter the training buffer.
+
+    Schedule: at every training step the trainer submits `jobs_per_step` jobs per worker and collects the jobs
+    submitted `lag_steps` steps earlier, in job order; the workers render them while it trains those steps (the
+    paper's ADR eval workers run beside training the same way), and it waits only for a job that is late (the
+    card reports that wait, and renderer samples/s against the trainer's consumption). Because which job lands
+    at which step no longer depends on timing, one seed gives one ADR run, under either executor. (A free-running
+    schedule, collecting whatever was ready, let the render worker's CPU share set how much ADR work a run did:
+    under Ray it rendered and scored 1.6× as much as locally and the training took 22 % longer, measured.)
     """
 
     n_workers: int = 1          # render worker processes
-    n_pending: int = 8          # jobs in flight per worker: the trainer collects once per step, so a short queue
-                                # leaves the worker idle (2 in flight: 2.4 samples/s; a free worker renders ≈ 40/s)
+    jobs_per_step: int = 3      # jobs submitted per worker per training step: with the default profile a
+                                # free-running worker beside two trainings on 2 cores managed 2.8 jobs/step
+    lag_steps: int = 4          # a job is collected this many steps after it was submitted (rendered meanwhile)
     scenes_per_job: int = 1     # scenes per job (each with the dataset's views_per_scene views): one ADR score
     adr_m: int = 2              # scores per boundary buffer: ~5 samples/s per worker on the 2-core box makes each
                                 # decision cost m × (views) samples; m = 2 lets ranges move within a benchmark run
@@ -155,10 +163,13 @@ class ADRPipeline(Pipeline):
         self.log_rows: list[dict] = []
         self.step = 0
         self.buffer = None
-        self.jobs: dict[int, Any] = {}
+        self.jobs: dict[int, tuple[int, int, Any]] = {}  # buffer job id → (job number, due step, draw)
+        self.ready: dict[int, tuple[dict | None, float]] = {}  # finished jobs not yet due: job id → (arrays, s)
+        self.resubmit: list[tuple[int, int, Any]] = []  # a resumed run's jobs in flight at its checkpoint
         self.n_jobs = 0            # jobs submitted over the whole run (part of each job's seed key)
         self.cursor = 0            # next train slot to overwrite
-        self.stats = {"samples_in": 0, "boundary_scored": 0, "service_s": 0.0, "wall_s": 0.0, "consumed": 0}
+        self.stats = {"samples_in": 0, "boundary_scored": 0, "service_s": 0.0, "wall_s": 0.0, "consumed": 0,
+                      "wait_s": 0.0}
 
     def attach(self, params: list[dict], train_idx: np.ndarray) -> None:
         self.train_idx = np.asarray(train_idx, dtype=np.int64)
@@ -174,15 +185,20 @@ class ADRPipeline(Pipeline):
                             "was made with (render it with `sim2real generate`)")
         kind = RayRenderBuffer if cfg.render_backend == "ray" else RenderBuffer
         self.buffer = kind(gen_cfg, self.n_workers, space=self.space.to_dict())
+        for number, due, draw in self.resubmit:  # resumed: the same jobs again, due at the same steps
+            self._submit_job(number, due, draw)
+        self.resubmit = []
         self.t0 = time.perf_counter()
 
     # ---- the rolling buffer ------------------------------------------------------------------
+    def _submit_job(self, number: int, due: int, draw) -> None:
+        job = self.buffer.submit((self.seed, 7919, number), draw.render_ranges, self.scenes_per_job)
+        self.jobs[job] = (number, due, draw)
+
     def _submit(self) -> None:
-        while len(self.jobs) < self.n_workers * self.n_pending:
-            draw = self.adr.propose()
-            job = self.buffer.submit((self.seed, 7919, self.n_jobs), draw.render_ranges, self.scenes_per_job)
+        for _ in range(self.n_workers * self.jobs_per_step):
+            self._submit_job(self.n_jobs, self.step + self.lag_steps, self.adr.propose())
             self.n_jobs += 1
-            self.jobs[job] = draw
 
     @torch.no_grad()
     def score(self, out: dict, draw) -> torch.Tensor:
@@ -219,14 +235,25 @@ class ADRPipeline(Pipeline):
         d.centre[s], d.crop_box[s] = f32(lab["center_full_px"]), f32(lab["crop_box_full_px"])
         self.stats["samples_in"] += n
 
-    def service(self, timeout: float = 0.0) -> int:
-        """Collect finished jobs: score boundary jobs (then report to ADR), write every job into the buffer,
-        keep the workers busy. Returns the number of jobs collected."""
+    def service(self, timeout_s: float = 600.0) -> int:
+        """At the current step: collect the jobs due now, in job order (waiting for a late one, up to timeout_s),
+        score boundary jobs (then report to ADR), write every job into the buffer, submit this step's jobs.
+        Returns the number of jobs collected."""
         t0 = time.perf_counter()
-        done = self.buffer.poll(timeout)
+        for job_id, out, secs in self.buffer.poll():
+            self.ready[job_id] = (out, secs)
         self.last_jobs = []  # (draw, per-sample params, success or None) of the jobs just collected: for tests/logs
-        for job_id, out, _ in done:
-            draw = self.jobs.pop(job_id)
+        for job_id in sorted(j for j, (_, due, _) in self.jobs.items() if due <= self.step):
+            t_wait = time.perf_counter()
+            while job_id not in self.ready:
+                left = timeout_s - (time.perf_counter() - t_wait)
+                if left <= 0:
+                    raise RuntimeError(f"ADR: render job {self.jobs[job_id][0]} not back after {timeout_s:.0f} s")
+                for j, out, secs in self.buffer.poll(timeout=min(left, 5.0)):
+                    self.ready[j] = (out, secs)
+            self.stats["wait_s"] += time.perf_counter() - t_wait
+            out, _ = self.ready.pop(job_id)
+            _, _, draw = self.jobs.pop(job_id)
             if out is None:
                 continue
             ok = None
@@ -239,7 +266,7 @@ class ADRPipeline(Pipeline):
             self.last_jobs.append((draw, out["params"], ok))
         self._submit()
         self.stats["service_s"] += time.perf_counter() - t0
-        return len(done)
+        return len(self.last_jobs)
 
     # ---- the training loop's hooks -------------------------------------------------------------
     def batches(self, train_idx, batch_size, rng):
@@ -281,15 +308,18 @@ class ADRPipeline(Pipeline):
         wall = max(1e-9, self.stats["wall_s"])
         return {"renderer_samples_per_s": round(self.stats["samples_in"] / wall, 2),
                 "trainer_samples_per_s": round(self.stats["consumed"] / wall, 2),
-                "trainer_wait_s": 0.0,  # the trainer never blocks on the renderer (by design)
-                "service_s": round(self.stats["service_s"], 2),  # scoring + copying into the buffer
+                "trainer_wait_s": round(self.stats["wait_s"], 2),  # waiting for late jobs
+                "service_s": round(self.stats["service_s"], 2),  # waiting + scoring + copying into the buffer
+                "jobs_per_step": self.n_workers * self.jobs_per_step, "lag_steps": self.lag_steps,
                 "samples_rendered": self.stats["samples_in"],
                 "jobs_failed": self.stats.get("jobs_failed", 0), "boundary_samples_scored": self.stats["boundary_scored"],
                 "train_slots": int(len(getattr(self, "train_idx", []))), "n_workers": self.n_workers,
                 "wall_s": round(wall, 2)}
 
     def state_dict(self) -> dict:
-        return {"adr": self.adr.state_dict(), "log_rows": self.log_rows, "step": self.step, "n_jobs": self.n_jobs}
+        in_flight = [[n, due, asdict(d)] for n, due, d in sorted(self.jobs.values(), key=lambda j: j[0])]
+        return {"adr": self.adr.state_dict(), "log_rows": self.log_rows, "step": self.step, "n_jobs": self.n_jobs,
+                "in_flight": in_flight}
 
     def load_state_dict(self, d: dict) -> None:
         # the rolling buffer's images are not saved: a resumed run starts from the dataset's images again
@@ -297,6 +327,9 @@ class ADRPipeline(Pipeline):
         self.log_rows = list(d["log_rows"])
         self.step = d["step"]
         self.n_jobs = int(d.get("n_jobs", 0))
+        from randomizer.adr import ADRDraw
+        self.resubmit = [(int(n), int(due), ADRDraw(**draw))
+                         for n, due, draw in d.get("in_flight", [])]
 
     def card(self) -> dict:
         return {"pipeline": self.name, "adr_final_ranges": self.adr.ranges(), "adr_entropy": self.adr.entropy(),

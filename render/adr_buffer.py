@@ -195,6 +195,8 @@ class RayRenderBuffer(RenderBuffer):
         done = []
         for job_id in [j for j, f in futures.items() if f.done()]:
             out, secs, _err = self.in_flight.pop(job_id)[1].result()  # an actor that died raises here (RayActorError)
+            if out is not None:  # Ray hands back read-only views of its object store; torch wants writable arrays
+                out = {k: np.require(v, requirements="W") if isinstance(v, np.ndarray) else v for k, v in out.items()}
             self.pending.discard(job_id)
             self.load[self.actor_of.pop(job_id)] -= 1
             self._account(out, secs)

@@ -3,8 +3,6 @@ the other parameters inside the current ranges, scored in eval mode on the whole
 training buffer, and a toy task with a known threshold pulls the range to that threshold."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -74,15 +72,17 @@ def test_boundary_jobs_are_rendered_at_the_boundary_and_scored_before_training(n
     pipe.attach(ds.params, train_idx)
     pipe.bind(model, data, cfg, m)
     try:
-        pipe.service()
+        pipe.service()  # step 0: submits its jobs, due lag_steps later
+        assert not pipe.last_jobs
         jobs = []
-        t0 = time.time()
-        while not jobs and time.time() - t0 < 120:
-            pipe.service(timeout=5.0)
+        for _ in range(pipe.lag_steps):
+            pipe.step += 1
+            pipe.service(timeout_s=120.0)  # waits for the jobs due now
             jobs += pipe.last_jobs
+            assert bool(pipe.last_jobs) == (pipe.step == pipe.lag_steps)  # collected exactly when due
     finally:
         pipe.close()
-    assert jobs, "no render job came back within 120 s"
+    assert len(jobs) == pipe.jobs_per_step * pipe.n_workers
     for draw, params, ok in jobs:
         assert draw.boundary is not None and draw.boundary[0] == name
         assert all(pr[name] == draw.value for pr in params)  # rendered AT the pinned boundary value

@@ -223,6 +223,30 @@ def test_adr_render_actors_give_the_worker_process_bytes(ray_cluster, tmp_path):
     assert a["labels"].tobytes() == b["labels"].tobytes() and a["params"] == b["params"]
 
 
+def test_adr_training_with_ray_actors_equals_worker_processes(ray_cluster, tmp_path, monkeypatch):
+    """ADR collects each render job at a fixed step, so an ADR training whose workers are Ray actors is the same
+    training as one with spawned worker processes: same boundary decisions, same weights."""
+    import torch
+    from pose_model.config import make_config
+    from pose_model.pipelines import ADRPipeline
+    from pose_model.train import train
+    ds = generate_dataset(GenerateConfig(object="aruco-cube", n=40, seed=3, frame_width=96, crop_px=64),
+                          tmp_path / "ds", workers=1, progress=False)
+    monkeypatch.setattr(ADRPipeline, "lag_steps", 1)  # a tiny run has few steps: collect each job one step later
+    cks, cards = {}, {}
+    for backend in ("process", "ray"):
+        cfg = make_config("quick", data=str(ds), out=str(tmp_path / backend), device="cpu", pipeline="adr",
+                          render_backend=backend, max_samples=32, batch_size=8, epochs=2)
+        cks[backend] = torch.load(train(cfg, progress=False), weights_only=True)
+        cards[backend] = json.loads((tmp_path / backend / "model_card.json").read_text())
+    a, b = cks["process"], cks["ray"]
+    assert a["pipeline_state"]["adr"] == b["pipeline_state"]["adr"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    ta, tb = cards["process"]["adr_throughput"], cards["ray"]["adr_throughput"]
+    assert ta["boundary_samples_scored"] == tb["boundary_samples_scored"] > 0
+    assert cards["ray"]["config"]["render_backend"] == "ray"
+
+
 def test_polling_ray_renders_keeps_the_tasks_cpu(ray_cluster, tmp_path):
     """A 1-CPU training task that polls its Ray render actors must not lend its CPU to the scheduler: with Ray's
     ray.wait/ray.get it did (even at timeout 0), and a third 1-CPU task then started on the 2-CPU cluster beside it
