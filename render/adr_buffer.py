@@ -4,13 +4,13 @@ ADR needs samples rendered from its *current* ranges, and boundary samples rende
 value with every other parameter drawn from the current ranges. A pre-rendered pool cannot give that, so
 here spawned worker processes (each with its own PyBullet client, the renderer of render/generate.py) take
 jobs `(job_id, key, render_ranges, n_scenes)` from a queue and put back the rendered samples; under
-`--executor ray` the workers are Ray actors instead (`RayRenderBuffer`, same jobs, same bytes). The trainer
-never blocks on them: it submits jobs, collects whatever is ready between steps (`poll`), and keeps
-training on its rolling buffer meanwhile (the paper's ADR eval workers run beside training the same way).
+`--executor ray` the workers are Ray actors instead (`RayRenderBuffer`, same jobs, same bytes). `poll` never
+blocks unless asked to: the trainer (pose_model/pipelines.py, `ADRPipeline.service`) submits jobs, trains on
+its rolling buffer while they render (the paper's ADR eval workers run beside training the same way) and
+collects each job at a fixed later step.
 
 Seeding: every job renders from the stream `key` (the trainer's seed and a job counter), so one job's images
-depend only on its key and ranges. Which step a job lands at depends on timing, so the same seed does NOT
-give the same ADR log with asynchronous workers; the seed is recorded in the model card.
+depend only on its key and ranges; with jobs collected at fixed steps, one seed gives one ADR run.
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ class RayRenderBuffer(RenderBuffer):
     """RenderBuffer with Ray actors instead of processes (training under `--executor ray`). The actors are pinned
     to the trainer's node and declare no CPU of their own, exactly like the local executor's worker process
     beside a 1-CPU training task: an actor that asked for a CPU would wait while the other trainings hold them
-    all (and the trainer never waits for the renderer, so ADR would just stall)."""
+    all (and the trainer would wait for its late jobs, so ADR would stall)."""
 
     def __init__(self, gen_cfg: dict[str, Any], n_workers: int = 1, space: dict | None = None) -> None:
         import ray
