@@ -164,7 +164,7 @@ class ADRPipeline(Pipeline):
         self.step = 0
         self.buffer = None
         self.jobs: dict[int, tuple[int, int, Any]] = {}  # buffer job id → (job number, due step, draw)
-        self.ready: dict[int, tuple[dict | None, float]] = {}  # finished jobs not yet due: job id → (arrays, s)
+        self.ready: dict[int, dict | None] = {}  # finished jobs not yet due: job id → arrays (None: failed)
         self.resubmit: list[tuple[int, int, Any]] = []  # a resumed run's jobs in flight at its checkpoint
         self.n_jobs = 0            # jobs submitted over the whole run (part of each job's seed key)
         self.cursor = 0            # next train slot to overwrite
@@ -235,13 +235,16 @@ class ADRPipeline(Pipeline):
         d.centre[s], d.crop_box[s] = f32(lab["center_full_px"]), f32(lab["crop_box_full_px"])
         self.stats["samples_in"] += n
 
+    def _collect(self, timeout: float = 0.0) -> None:
+        for job_id, out, _ in self.buffer.poll(timeout):
+            self.ready[job_id] = out
+
     def service(self, timeout_s: float = 600.0) -> int:
         """At the current step: collect the jobs due now, in job order (waiting for a late one, up to timeout_s),
         score boundary jobs (then report to ADR), write every job into the buffer, submit this step's jobs.
         Returns the number of jobs collected."""
         t0 = time.perf_counter()
-        for job_id, out, secs in self.buffer.poll():
-            self.ready[job_id] = (out, secs)
+        self._collect()
         self.last_jobs = []  # (draw, per-sample params, success or None) of the jobs just collected: for tests/logs
         for job_id in sorted(j for j, (_, due, _) in self.jobs.items() if due <= self.step):
             t_wait = time.perf_counter()
@@ -249,10 +252,9 @@ class ADRPipeline(Pipeline):
                 left = timeout_s - (time.perf_counter() - t_wait)
                 if left <= 0:
                     raise RuntimeError(f"ADR: render job {self.jobs[job_id][0]} not back after {timeout_s:.0f} s")
-                for j, out, secs in self.buffer.poll(timeout=min(left, 5.0)):
-                    self.ready[j] = (out, secs)
+                self._collect(timeout=min(left, 5.0))
             self.stats["wait_s"] += time.perf_counter() - t_wait
-            out, _ = self.ready.pop(job_id)
+            out = self.ready.pop(job_id)
             _, _, draw = self.jobs.pop(job_id)
             if out is None:
                 continue

@@ -223,22 +223,15 @@ def test_adr_render_actors_give_the_worker_process_bytes(ray_cluster, tmp_path):
     assert a["labels"].tobytes() == b["labels"].tobytes() and a["params"] == b["params"]
 
 
-def test_adr_training_with_ray_actors_equals_worker_processes(ray_cluster, tmp_path, monkeypatch):
+def test_adr_training_with_ray_actors_equals_worker_processes(ray_cluster, tmp_path, train_tiny_adr):
     """ADR collects each render job at a fixed step, so an ADR training whose workers are Ray actors is the same
     training as one with spawned worker processes: same boundary decisions, same weights."""
     import torch
-    from pose_model.config import make_config
-    from pose_model.pipelines import ADRPipeline
-    from pose_model.train import train
     ds = generate_dataset(GenerateConfig(object="aruco-cube", n=40, seed=3, frame_width=96, crop_px=64),
                           tmp_path / "ds", workers=1, progress=False)
-    monkeypatch.setattr(ADRPipeline, "lag_steps", 1)  # a tiny run has few steps: collect each job one step later
-    cks, cards = {}, {}
+    cards, cks = {}, {}
     for backend in ("process", "ray"):
-        cfg = make_config("quick", data=str(ds), out=str(tmp_path / backend), device="cpu", pipeline="adr",
-                          render_backend=backend, max_samples=32, batch_size=8, epochs=2)
-        cks[backend] = torch.load(train(cfg, progress=False), weights_only=True)
-        cards[backend] = json.loads((tmp_path / backend / "model_card.json").read_text())
+        cards[backend], cks[backend] = train_tiny_adr(ds, tmp_path / backend, backend)
     a, b = cks["process"], cks["ray"]
     assert a["pipeline_state"]["adr"] == b["pipeline_state"]["adr"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

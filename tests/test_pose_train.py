@@ -149,33 +149,15 @@ def test_bad_inputs(tiny_data, tiny_model, tmp_path):
         train(make_config("quick", data=str(tiny_data), out=str(tmp_path / "s"), pipeline="simgan"), progress=False)
 
 
-def _train_adr_twice_alike(tiny_data, tmp_path, monkeypatch, backends):
-    """Train the same tiny ADR run once per render backend → (model cards, checkpoints)."""
-    from pose_model.pipelines import ADRPipeline
-    monkeypatch.setattr(ADRPipeline, "lag_steps", 1)  # a tiny run has few steps: collect each job one step later
-    kw = dict(data=str(tiny_data), device="cpu", max_samples=32, batch_size=8, epochs=2)
-    cards, cks = [], []
-    for i, backend in enumerate(backends):
-        out = tmp_path / f"adr{i}"
-        cks.append(torch.load(train(make_config("quick", out=str(out), pipeline="adr", render_backend=backend, **kw),
-                                    progress=False), weights_only=True))
-        cards.append(json.loads((out / "model_card.json").read_text()))
-    return cards, cks
-
-
-def _assert_same_adr_run(cards, cks):
-    a, b = cks
-    assert a["pipeline_state"]["adr"] == b["pipeline_state"]["adr"]  # same draws, same boundary decisions
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    ta, tb = (c["adr_throughput"] for c in cards)
-    assert ta["boundary_samples_scored"] == tb["boundary_samples_scored"] > 0
-    assert ta["samples_rendered"] == tb["samples_rendered"] > 0
-
-
-def test_adr_run_is_reproducible_from_its_seed(tiny_data, tmp_path, monkeypatch):
+def test_adr_run_is_reproducible_from_its_seed(tiny_data, tmp_path, train_tiny_adr):
     """Jobs are collected at fixed steps (waiting for a late one), so one seed gives one ADR run: the same
     boundary decisions and the same weights, however fast the render worker happened to be."""
-    _assert_same_adr_run(*_train_adr_twice_alike(tiny_data, tmp_path, monkeypatch, ["process", "process"]))
+    (ca, a), (cb, b) = (train_tiny_adr(tiny_data, tmp_path / f"adr{i}", "process") for i in range(2))
+    assert a["pipeline_state"]["adr"] == b["pipeline_state"]["adr"]  # same draws, same boundary decisions
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    ta, tb = ca["adr_throughput"], cb["adr_throughput"]
+    assert ta["boundary_samples_scored"] == tb["boundary_samples_scored"] > 0
+    assert ta["samples_rendered"] == tb["samples_rendered"] > 0
 
 
 def test_adr_and_dr_pipelines_plug_in(tiny_data, tmp_path):
