@@ -22,7 +22,8 @@ HIGHER_IS_BETTER = {"ar", "ar_mssd", "ar_mspd"} | {k for k in M.METRICS if k.sta
 # (label, a, b): each effect is a − b on the same images
 CONTROLS = (("refiner (simgan+dr − image-dr)", "simgan+dr", "image-dr"),
             ("render-time DR (dr − image-dr)", "dr", "image-dr"),
-            ("ADR vs DR (adr − dr)", "adr", "dr"))
+            ("ADR vs DR (adr − dr)", "adr", "dr"),
+            ("SimGAN vs nothing (simgan − none)", "simgan", "none"))
 METRIC_WORDS = {"te_mm_median": ("median te", " mm", "{:+.1f}"), "re_deg_median": ("median re", "°", "{:+.1f}"),
                 "ar": ("AR", "", "{:+.3f}")}
 
@@ -191,6 +192,51 @@ def verdict(summary: dict[str, dict[str, Any]], paired: list[dict[str, Any]], ra
         lines.append(f"{ctl['effect'][0].upper() + ctl['effect'][1:]}: {head} — "
                      + "; ".join(describe(e) for e in effs) + ".")
     return lines
+
+
+def rig_analysis(rows: list[dict[str, Any]], rig_rows: list[dict[str, Any]], real_root: str | Path, n_boot: int,
+                 suffix: str) -> dict[str, Any] | None:
+    """The rig rows (each pipeline's predictions fused over the rig's cameras, named `<pipeline><suffix>`): their
+    summary over seeds and, per pipeline, rig − single view on the same images and seeds (paired). None without
+    rig rows. Kept apart from `analyse`: a rig row is never ranked against single-view rows."""
+    if not rig_rows:
+        return None
+    _, instants, cols = pipeline_columns(rows + rig_rows, real_root)
+    names = list(dict.fromkeys(r["pipeline"] for r in rig_rows))
+    summary = summarize_pipelines({p: cols[p] for p in names}, instants, n_boot)
+    effects = []
+    for p in names:
+        single = p[:-len(suffix)] if p.endswith(suffix) else p
+        if single not in cols or cols[single]["te_mm"].shape != cols[p]["te_mm"].shape:
+            continue
+        effs = {}
+        for metric in PAIRED_METRICS:
+            col, red = M.METRICS[metric]
+            r = S.paired_comparison(cols[p][col], cols[single][col], instants, red, n_boot=n_boot, n_perm=n_boot,
+                                    seed=0)
+            effs[metric] = {"a": p, "b": single, "metric": metric, "diff": r["diff"], "ci95": r["ci95"],
+                            "resolved": r["resolved"], "p": r["p"], "p_perm": r["p_perm"]}
+        effects.append({"rig": p, "single_view": single, "metrics": effs})
+    return {"summary": summary, "effects": effects}
+
+
+def adr_ranges_reached(final_ranges: list[dict[str, Any]], space) -> dict[str, Any]:
+    """How far ADR opened each parameter, per seed: width / the widest bounds' width (choices: options in use − 1 over
+    all − 1), against plain DR's width the same way; `reached`: parameters at DR's width or beyond in every seed;
+    `not_absorbed`: parameters below a quarter of DR's width in every seed (the task could not absorb them within
+    the run). final_ranges: each seed's model-card `adr_final_ranges`; space: the randomizer.space.ParamSpace used."""
+    def frac(name: str, rng) -> float:
+        p = space.params[name]
+        if p.kind == "choice":
+            return (len(rng) - 1) / max(1, len(p.choices) - 1)
+        span = p.high - p.low
+        return (float(rng[1]) - float(rng[0])) / span if span > 0 else 0.0
+    dr = space.ranges("dr")
+    names = [n for n in space.params if all(n in fr for fr in final_ranges) and frac(n, dr[n]) > 0]
+    table = {n: {"dr": frac(n, dr[n]), "adr_per_seed": [frac(n, fr[n]) for fr in final_ranges]} for n in names}
+    reached = [n for n, t in table.items() if min(t["adr_per_seed"]) >= t["dr"] - 1e-9]
+    low = [n for n, t in table.items() if max(t["adr_per_seed"]) < 0.25 * t["dr"]]
+    return {"fraction_of_widest": table, "reached": reached, "not_absorbed": low, "n_seeds": len(final_ranges)}
 
 
 def analyse(rows: list[dict[str, Any]], real_root: str | Path, n_boot: int) -> dict[str, Any]:

@@ -126,6 +126,40 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         "the localizer; seed 0): " + "; ".join(
             f"{r['pipeline']} {r['synthetic_val']['val_re_med_deg']:.1f}° / {r['synthetic_val']['val_te_med_mm']:.1f} mm"
             for r in rows if r["seed"] == 0 and r.get("synthetic_val", {}).get("val_re_med_deg") is not None) + "."]))
+    rig = an.get("rig")
+    if rig:
+        fus = meta.get("rig_fusion") or {}
+        rig_tab = [["rig row", "AR", "median te (mm)", "median re (°)", "acc ADD(-S)<0.1d",
+                    "rig − single view: AR", "te (mm)", "re (°)", "instants fused / outlier views replaced"]]
+        effs = {e["rig"]: e["metrics"] for e in rig["effects"]}
+        for p, sp in rig["summary"].items():
+            e, f = effs.get(p, {}), fus.get("per_row", {}).get(p, {})
+            rig_tab.append([p, _cell(sp["ar"], "{:.3f}"), _cell(sp["te_mm_median"], "{:.1f}"),
+                            _cell(sp["re_deg_median"], "{:.1f}"), _num("{:.3f}", sp["acc_add_01d"]["mean"]),
+                            *[_diff_cell(e.get(m)) for m in ("ar", "te_mm_median", "re_deg_median")],
+                            f"{f.get('instants_fused', '?')} of {f.get('instants_multi_view', '?')} / "
+                            f"{f.get('outlier_views_replaced', '?')} (seed mean)"])
+        secs.append(("Rig rows: the cameras of each instant fused (not ranked with the rows above)", [
+            "The same models and predictions, fused over the calibrated rig (eval/fuse.py): the single-view estimates "
+            "of one capture instant are moved into the rig's frame, the largest subset that agrees is the consensus, "
+            "each view keeps its own sideways position and gains depth from the others, and an outlier view (a "
+            "localizer on clutter) gets the consensus pose. Scored per image on the same images; the last three "
+            "columns are paired differences against the same pipeline's single-view row. These rows use the rig's "
+            "calibration, which a single camera does not have, so they are never ranked with single-view rows. "
+            "Noise model and gates (measured on the tune session): "
+            + ", ".join(f"{k} {v}" for k, v in fus.get("config", {}).items()) + "."],
+            rig_tab, []))
+    adr = an.get("adr_ranges")
+    if adr:
+        tab = [["parameter", "DR", *[f"ADR seed {k}" for k in range(adr["n_seeds"])]]]
+        for n, t in adr["fraction_of_widest"].items():
+            tab.append([n, f"{t['dr']:.2f}", *[f"{x:.2f}" for x in t["adr_per_seed"]]])
+        secs.append(("ADR: the ranges reached", [
+            "Each parameter's range at the end of the adr training, as a fraction of its widest bounds (choices: "
+            "options in use − 1 over all − 1), against plain DR's range (figure `adr_vs_dr.png`).",
+            "At DR's range or beyond in every seed: " + (", ".join(adr["reached"]) or "none") + ". "
+            "Below a quarter of DR's range in every seed — what the task could not absorb within this run: "
+            + (", ".join(adr["not_absorbed"]) or "none") + "."], tab, []))
     heads = head_rows(rows, order)
     if heads:
         secs.append(("Pose heads on the same images", [
@@ -166,16 +200,43 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     return secs
 
 
-def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], analysis: dict[str, Any]) -> None:
+def portable_path(path: str | None, out: Path) -> str | None:
+    """A path as results.json records it: relative to the report's folder when inside it (the folder can move),
+    else absolute — never relative to the directory the benchmark happened to run from."""
+    if not path:
+        return path
+    p, o = Path(path).resolve(), Path(out).resolve()
+    return str(p.relative_to(o)) if p.is_relative_to(o) else str(p)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], analysis: dict[str, Any],
+                 rig_rows: list[dict[str, Any]] | None = None) -> None:
     """report.md, report.html and results.json from the finished rows, the run's meta and the analysis
-    (benchmark.analysis.analyse)."""
+    (benchmark.analysis.analyse, with `rig` from rig_analysis); rig_rows: the rig rows, reported apart."""
     from eval.plots import plot_error_cdfs
     out = Path(out)
+    rig_rows = rig_rows or []
+    if rig_rows:  # what the fusion did, per rig row (mean over seeds), and its settings
+        per_row = {}
+        for p in dict.fromkeys(r["pipeline"] for r in rig_rows):
+            fs = [r["fusion"] for r in rig_rows if r["pipeline"] == p]
+            per_row[p] = {k: round(float(np.mean([f[k] for f in fs])), 1)
+                          for k in ("instants_multi_view", "instants_fused", "outlier_views_replaced")}
+        meta = {**meta, "rig_fusion": {"config": rig_rows[0]["fusion"]["config"], "per_row": per_row}}
     figs: list[tuple[str, Path]] = []
     seed0 = [r for r in rows if r["seed"] == 0]
     cdf = plot_error_cdfs({r["pipeline"]: read_per_image(r["score_dir"]) for r in seed0}, out / "cdf.png",
                           title=f"session {meta['report_session']}: error CDFs (seed 0)")
     figs.append(("Error CDFs per pipeline (seed 0)", cdf))
+    rig0 = {r["pipeline"]: r for r in rig_rows if r["seed"] == 0}
+    for p in [x["pipeline"] for x in analysis["ranking"]]:   # the best-ranked pipeline that has a rig row
+        single = next((r for r in seed0 if r["pipeline"] == p), None)
+        rig = next((r for name, r in rig0.items() if name.startswith(p + " ")), None)
+        if single and rig:
+            figs.append((f"{p} (seed 0): single view vs the rig's cameras fused, error CDFs", plot_error_cdfs(
+                {p: read_per_image(single["score_dir"]), rig["pipeline"]: read_per_image(rig["score_dir"])},
+                out / "cdf_rig.png", title=f"session {meta['report_session']}: {p}, single view vs rig (seed 0)")))
+            break
     for r in seed0:
         ov = Path(r["score_dir"]) / "overlays.png"
         if ov.is_file():
@@ -246,9 +307,14 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
     h.append("</body></html>")
     atomic_write_text(out / "report.html", "\n".join(h))
 
+    def portable(r: dict[str, Any]) -> dict[str, Any]:  # checkpoints must load for whoever re-scores them
+        return {**r, **{k: portable_path(r.get(k), out) for k in ("checkpoint", "score_dir") if k in r}}
     results = {"meta": meta,
-               "rows": [{k: v for k, v in r.items() if k != "synthetic_val"} | {"synthetic_val": r.get("synthetic_val", {})}
-                        for r in rows],
+               "paths": "checkpoint and score_dir: relative to this file's folder, or absolute",
+               "rows": [portable({k: v for k, v in r.items() if k != "synthetic_val"})
+                        | {"synthetic_val": r.get("synthetic_val", {})} for r in rows],
+               "rig_rows": [portable(r) for r in rig_rows], "rig": analysis.get("rig"),
+               "adr_ranges": analysis.get("adr_ranges"),
                "summary": analysis["summary"], "paired": analysis["paired"], "controls": analysis["controls"],
                "ranking": analysis["ranking"], "verdict": analysis["verdict"], "statistics": analysis["statistics"],
                "higher_is_better": sorted(HIGHER_IS_BETTER)}

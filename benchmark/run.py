@@ -9,6 +9,8 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle), and
                   finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
+  fuse:<p>:s<k>   a calibrated rig (extrinsics + capture instants in the real set): the same predictions fused
+                  over the cameras of each instant (eval/fuse.py) → the rig rows, reported apart from the rest
   report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
 
 Structure: `plan_jobs` lists the (pipeline, seed) jobs, `job_tasks` turns them into core.executor tasks (each
@@ -116,16 +118,17 @@ def check_real_args(real: str, from_dir: str | None) -> None:
 
 
 def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
-    from core.bop import has_capture_instants
+    from core.bop import has_capture_instants, has_world_cameras
     from core.real_sets import cached_real_dir, resolve_real
     check_real_args(real, from_dir)
     if from_dir is not None:
         root = cached_real_dir(real)
         try:
-            if has_capture_instants(resolve_real(real)):
+            if has_capture_instants(resolve_real(real)) and has_world_cameras(root):
                 return root
-            # an import from before scene_instants.json: the statistics need the instants
-            log(f"{root}: imported before capture instants were recorded; importing again")
+            # an import from before scene_instants.json / the rig's extrinsics: the statistics need the instants,
+            # the rig rows the extrinsics
+            log(f"{root}: imported before capture instants and rig extrinsics were recorded; importing again")
         except UserError:
             pass  # not imported yet
         from eval.fetch import fetch_aruco_cube
@@ -268,8 +271,10 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     from eval.score import spec_for_real
     oracle_data = str(real_to_dataset(real_root, tune_scenes, spec_for_real(real_root), out / "data_oracle"))
 
+    from core.bop import has_capture_instants, has_world_cameras
     ctx = Context(prof, out, dev, gpus, real_root, tune_scenes, report_scenes, data, oracle_data, tune, report,
-                  render_backend="ray" if ex.kind == "ray" else "process")
+                  render_backend="ray" if ex.kind == "ray" else "process",
+                  rig=has_world_cameras(real_root) and has_capture_instants(real_root))
     jobs = plan_jobs(pipelines, seeds)
     tasks = job_tasks(jobs, ctx)
     done = stages.done()
@@ -283,6 +288,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         if f"refiner:s{seed}" in res:
             data[f"refined_s{seed}"] = res[f"refiner:s{seed}"]
     rows = [job_row(j, res) for j in jobs]
+    rig_rows = [rig_row(j, res) for j in jobs if j.fuse_stage in res]
     executor_info = ex.describe()
     ex.release()  # no more tasks: a private Ray shuts down while the report is written
 
@@ -298,7 +304,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         "who_saw_what": who_saw_what(ctx, pipelines), "refiner_check": res.get(REFINER_CHECK),
         "seed_policy": "each seed retrains every pose model and the refiner; synthetic datasets rendered once "
                        "(seed 0); the bootstrap seed of every interval is 0",
-    })
+    }, rig_rows)
     log(f"report: {out / 'report.md'}")
     return out
 
@@ -307,6 +313,7 @@ ORACLE, MEAN_POSE, FINETUNE = "oracle", "mean-pose", "finetune"
 REFINER_CHECK = "check:refiner:s0"
 ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose",
              FINETUNE: f"sim→real fine-tune ({FINETUNE_FROM})"}
+RIG_SUFFIX = " (rig)"  # a rig row: the pipeline's predictions fused over the cameras of each capture instant
 
 
 @dataclass(frozen=True)
@@ -330,6 +337,11 @@ class Job:
     @property
     def score_stage(self) -> str:
         return "score:mean-pose" if self.pipeline == MEAN_POSE else f"score:{self.pipeline}:s{self.seed}"
+
+    @property
+    def fuse_stage(self) -> str | None:
+        """Rig rows: the sim-trained models' predictions fused over the rig (not the floor, not the oracle)."""
+        return None if self.pipeline in (MEAN_POSE, ORACLE) else f"fuse:{self.pipeline}:s{self.seed}"
 
     @property
     def refiner_stage(self) -> str | None:
@@ -361,6 +373,7 @@ class Context:
     tune_session: str = TUNE_SESSION      # --tune: refiner (unlabelled) and oracle
     report_session: str = REPORT_SESSION  # --report: every number
     render_backend: str = "process"       # ADR's render workers: Ray actors under --executor ray
+    rig: bool = False                     # the real set has rig extrinsics and capture instants: fuse stages run
 
     @property
     def refiner_holdout(self) -> list[int]:
@@ -411,6 +424,9 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
                                                               ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),
                           num_cpus=1.0, num_gpus=ctx.gpus / 4))
+        if ctx.rig and j.fuse_stage:
+            tasks.append(Task(j.fuse_stage, _fuse_and_score, (After(j.score_stage), ctx.real_root, ctx.report_scenes,
+                                                              run_dir, prof.n_boot), num_cpus=1.0))
     return tasks
 
 
@@ -426,6 +442,13 @@ def job_row(job: Job, results: dict[str, Any]) -> dict[str, Any]:
             **({"synthetic_val": tr.get("val", {})} if job.pipeline in PIPELINES else {}),
             **sc["metrics"], "score_dir": sc["score_dir"],
             **({"direct_head": sc["direct_head"]} if "direct_head" in sc else {})}
+
+
+def rig_row(job: Job, results: dict[str, Any]) -> dict[str, Any]:
+    """The rig row of a finished job: its report-session predictions fused over the rig's cameras."""
+    sc, tr = results[job.fuse_stage], results[job.train_stage]
+    return {"pipeline": job.row_name + RIG_SUFFIX, "seed": job.seed, "train_seconds": tr["train_seconds"],
+            "checkpoint": tr["checkpoint"], **sc["metrics"], "score_dir": sc["score_dir"], "fusion": sc["fusion"]}
 
 
 def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
@@ -456,13 +479,32 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     return d
 
 
-def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict) and the
-    report (report.md, report.html, results.json)."""
-    from benchmark.analysis import analyse
+def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any],
+           rig_rows: list[dict[str, Any]] | None = None) -> Path:
+    """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict; the rig rows
+    apart, against their single-view rows) and the report (report.md, report.html, results.json)."""
+    from benchmark.analysis import analyse, rig_analysis
     from benchmark.report import write_report
-    write_report(ctx.out, rows, meta, analyse(rows, ctx.real_root, ctx.prof.n_boot))
+    an = analyse(rows, ctx.real_root, ctx.prof.n_boot)
+    an["rig"] = rig_analysis(rows, rig_rows or [], ctx.real_root, ctx.prof.n_boot, RIG_SUFFIX)
+    an["adr_ranges"] = _adr_ranges(ctx, rows)
+    write_report(ctx.out, rows, meta, an, rig_rows or [])
     return ctx.out / "report.md"
+
+
+def _adr_ranges(ctx: Context, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """ADR's final ranges per seed (the adr rows' model cards) against DR's, in the space ADR trained with (the
+    nominal dataset's manifest: the benchmark passes no --space). None without adr rows."""
+    from benchmark.analysis import adr_ranges_reached
+    from randomizer.space import space_from_dict
+    cards = [Path(r["checkpoint"]).parent / "model_card.json" for r in sorted(rows, key=lambda r: r["seed"])
+             if r["pipeline"] == "adr" and r.get("checkpoint")]
+    cards = [read_json(c, "model card") for c in cards if c.is_file()]
+    if not cards or "nominal" not in ctx.data:
+        return None
+    man = Path(ctx.data["nominal"]["path"]) / "manifest.json"
+    space = space_from_dict({"params": read_json(man, "dataset manifest")["randomization"]["space"]}, str(man))
+    return adr_ranges_reached([c["adr_final_ranges"] for c in cards], space)
 
 
 def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0,
@@ -532,6 +574,22 @@ def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Pat
     csv = bdir / "preds.csv"
     write_results_csv(csv, mean_pose_predictions(R, t, real_root, ds.spec.obj_id, report_scenes))
     return _score(csv, real_root, report_scenes, bdir / "score", n_boot)
+
+
+def _fuse_and_score(scored: dict[str, Any], real_root: Path, scene_ids: list[int], run_dir: Path,
+                    n_boot: int) -> dict[str, Any]:
+    """A score stage's predictions fused over the rig's cameras (eval/fuse.py) → metrics (an executor task)."""
+    from core.bop import read_results_csv, write_results_csv
+    from eval.fuse import fuse_predictions
+    from eval.score import spec_for_real
+    spec = spec_for_real(real_root)
+    fused, counts = fuse_predictions(read_results_csv(scored["pred_csv"]), real_root, spec.symmetries, spec.obj_id,
+                                     scene_ids)
+    csv = run_dir / "preds_report_session_rig.csv"
+    write_results_csv(csv, fused)
+    res = _score(csv, real_root, scene_ids, run_dir / "score_rig", n_boot)
+    res["fusion"] = counts
+    return res
 
 
 def _predict_and_score(trained: str | dict[str, Any], real_root: Path, scene_ids: list[int], run_dir: Path, dev: str,

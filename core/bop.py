@@ -5,7 +5,9 @@ Layout read and written here (millimetres in every file, OpenCV camera frame):
     ROOT/models/models_info.json            {"<obj_id>": {diameter, min_x.., size_x.., symmetries_discrete}}
     ROOT/models/obj_XXXXXX.ply               the cuboid as a triangle mesh (mm)
     ROOT/<split>/<scene_id:06d>/rgb/<im_id:06d>.jpg|png
-    ROOT/<split>/<scene_id:06d>/scene_camera.json   {"<im_id>": {"cam_K": [9], "depth_scale": 1.0}}
+    ROOT/<split>/<scene_id:06d>/scene_camera.json   {"<im_id>": {"cam_K": [9], "depth_scale": 1.0}} and, for a
+                                                     calibrated rig, BOP's optional "cam_R_w2c": [9], "cam_t_w2c":
+                                                     [3] (mm): world (the rig's frame) → camera
     ROOT/<split>/<scene_id:06d>/scene_gt.json       {"<im_id>": [{"obj_id", "cam_R_m2c": [9], "cam_t_m2c": [3]}]}
                                                      (an empty list = image kept but not labelled)
     ROOT/<split>/<scene_id:06d>/scene_source.json   {"<im_id>": "upstream/relative/path"}   (sim2real extra)
@@ -57,6 +59,8 @@ class BopImage:
     labelled: bool = False
     approximate: bool = False   # ground truth known only roughly (e.g. TriFinger's gt_approx.json)
     status: str = ""            # labeller's verdict: labelled / ambiguous / no_markers / poor_fit / unreadable
+    R_w2c: np.ndarray | None = None     # (3, 3) world (a calibrated rig's frame) → camera, when the set has it
+    t_w2c_mm: np.ndarray | None = None  # (3,)
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -148,13 +152,27 @@ def load_bop_scenes(root: str | Path, scene_ids: Iterable[int] | None = None, sp
                 gts.append(BopGt(int(g["obj_id"]), check_rotation(g["cam_R_m2c"], f"{gw}: cam_R_m2c"),
                                  _vec(g["cam_t_m2c"], 3, f"{gw}: cam_t_m2c")))
             info = linfo.get(str(im_id), {})
+            R_w2c, t_w2c = _world_to_camera(entry, where)
             w, h = entry.get("width"), entry.get("height")
             if w is None or h is None:
                 w, h = _image_size(rgb)
             out.append(BopImage(sid, im_id, rgb, K, int(w), int(h), gts, session_of.get(sid, ""),
                                 labelled=bool(gts), approximate=bool(info.get("approximate", False)),
-                                status=str(info.get("status", "labelled" if gts else "unlabelled"))))
+                                status=str(info.get("status", "labelled" if gts else "unlabelled")),
+                                R_w2c=R_w2c, t_w2c_mm=t_w2c))
     return out
+
+
+def _world_to_camera(entry: dict, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """BOP's optional cam_R_w2c / cam_t_w2c of one image, or (None, None). Only multi-view fusion reads them, so a
+    malformed pair never stops a set from loading (predict and score must run on any BOP set): it is ignored."""
+    if not {"cam_R_w2c", "cam_t_w2c"} <= set(entry):
+        return None, None
+    try:
+        return (check_rotation(entry["cam_R_w2c"], f"{where}: cam_R_w2c", tol=1e-2),
+                _vec(entry["cam_t_w2c"], 3, f"{where}: cam_t_w2c"))
+    except UserError:
+        return None, None
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -210,6 +228,16 @@ def has_capture_instants(root: str | Path, split: str = "test") -> bool:
     """Whether any scene of the set records capture instants."""
     return any((scene_dir(Path(root), sid, split) / "scene_instants.json").is_file()
                for sid in list_scene_ids(root, split))
+
+
+def has_world_cameras(root: str | Path, split: str = "test") -> bool:
+    """Whether the set records world → camera extrinsics (cam_R_w2c) for its images: a calibrated rig."""
+    for sid in list_scene_ids(root, split):
+        p = scene_dir(Path(root), sid, split) / "scene_camera.json"
+        cam = read_json(p, "scene_camera.json") if p.is_file() else {}
+        if isinstance(cam, dict) and any(isinstance(e, dict) and "cam_R_w2c" in e for e in cam.values()):
+            return True
+    return False
 
 
 def read_models_info(root: str | Path) -> dict[int, dict]:
@@ -268,8 +296,9 @@ def write_scene(root: str | Path, scene_id: int, images: list[dict[str, Any]], s
                 camera: str = "", extra: dict[str, Any] | None = None, split: str = "test") -> Path:
     """Write one BOP scene. Each image dict: im_id, K (3,3), width, height, gts [(obj_id, R, t_mm)],
     and either `rgb_bytes` + `ext` (copied verbatim, no re-encoding) or `rgb` (uint8 RGB array, written
-    as PNG); optional `source` (upstream path), `label` (dict stored in scene_labels.json) and `instant`
-    (capture-instant id, stored in scene_instants.json)."""
+    as PNG); optional `source` (upstream path), `label` (dict stored in scene_labels.json), `instant`
+    (capture-instant id, stored in scene_instants.json) and `R_w2c` + `t_w2c_mm` (a calibrated rig: world → camera,
+    stored as BOP's cam_R_w2c / cam_t_w2c)."""
     import cv2
     sdir = scene_dir(Path(root), scene_id, split)
     (sdir / "rgb").mkdir(parents=True, exist_ok=True)
@@ -284,6 +313,9 @@ def write_scene(root: str | Path, scene_id: int, images: list[dict[str, Any]], s
                 raise OSError(f"could not write {sdir / 'rgb'}/{i:06d}.png")
         cams[str(i)] = {"cam_K": np.asarray(im["K"], float).reshape(-1).tolist(), "depth_scale": 1.0,
                         "width": int(im["width"]), "height": int(im["height"])}
+        if im.get("R_w2c") is not None:
+            cams[str(i)].update(cam_R_w2c=np.asarray(im["R_w2c"], float).reshape(-1).tolist(),
+                                cam_t_w2c=np.asarray(im["t_w2c_mm"], float).reshape(-1).tolist())
         gts[str(i)] = [gt_entry(o, R, t) for o, R, t in im.get("gts", [])]
         if "source" in im:
             sources[str(i)] = im["source"]

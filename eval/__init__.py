@@ -13,7 +13,8 @@ Public surface:
 - import_folder.import_photo_folder (your own photos of a printed marker cube: sessions, K.json, undistortion)
 - calibrate: BoardSpec, write_board, calibrate_camera, write_calibration (ChArUco → K.json)
 - score:     score_predictions, write_score_outputs
+- fuse:      fuse_predictions, fuse_instant, FuseConfig (a calibrated rig: the views of one capture instant → one pose)
 - plots:     plot_error_cdfs, overlay_grid
 - baseline:  mean_pose
-CLI (eval/commands.py): `real import|fetch`, `camera board|calibrate`, `score`, `baseline mean-pose`.
+CLI (eval/commands.py): `real import|fetch`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`.
 """

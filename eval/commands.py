@@ -1,4 +1,4 @@
-"""CLI of eval/: `real import|fetch`, `camera board|calibrate`, `score`, `baseline mean-pose`."""
+"""CLI of eval/: `real import|fetch`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -155,6 +155,35 @@ def score(pred: Path, real: str, out: Path, sessions, scenes, object_name, seed:
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+@click.command("fuse")
+@click.option("--pred", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="BOP results CSV of single-view predictions (every camera of the rig).")
+@click.option("--real", "real", required=True,
+              help="Real set name or BOP root with rig extrinsics (cam_R_w2c/cam_t_w2c) and capture instants.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Fused BOP results CSV to write (one pose per image, in that image's camera).")
+@click.option("--session", "sessions", multiple=True, help="Fuse only these sessions' scenes.")
+@click.option("--object", "object_name", default=None,
+              help="Object spec (built-in name or file); default: the one recorded by the import.")
+def fuse(pred: Path, real: str, out: Path, sessions, object_name) -> None:
+    """Fuse the cameras of a calibrated rig: the single-view estimates of one capture instant → one pose per
+    image (outlier views get the consensus pose). Score the output with `sim2real score` like any prediction."""
+    from core.bop import read_results_csv, write_results_csv
+    from core.objects import load_object_spec
+    from core.real_sets import resolve_real
+    from eval.fuse import fuse_predictions
+    from eval.score import spec_for_real
+    root = resolve_real(real)
+    rows = read_results_csv(pred)
+    spec = load_object_spec(object_name) if object_name else spec_for_real(root)
+    fused, counts = fuse_predictions(rows, root, spec.symmetries, spec.obj_id, _scene_ids_for(root, _split(sessions), None))
+    write_results_csv(out, fused)
+    click.echo(f"{counts['images']} images, {counts['instants_multi_view']} multi-view instants: "
+               f"{counts['instants_fused']} fused ({counts['views_in_consensus']} views in consensus, "
+               f"{counts['outlier_views_replaced']} outlier views given the consensus pose)")
+    click.echo(f"wrote {out}")
+
+
 @click.group("baseline")
 def baseline_group() -> None:
     """Baselines without learning (the floor every report shows)."""
@@ -238,4 +267,4 @@ def camera_calibrate(images, out, free_k3, squares, square_mm, marker_mm, dictio
     click.echo(f"wrote {out}")
 
 
-COMMANDS = [real_group, camera_group, score, baseline_group]
+COMMANDS = [real_group, camera_group, score, fuse, baseline_group]

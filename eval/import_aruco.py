@@ -8,6 +8,11 @@ Capture instants: the three cameras of a session are triggered together — meta
 event with the frame of every camera (time stamps within ~65 ms; consecutive events ≥ 200 ms apart), and
 rgb_NNNNN.jpg of cam0/1/2 belong to event NNNNN. Each image's instant `<session>/<event:05d>` (from
 meta.json, else the frame number) goes into scene_instants.json; the statistics resample whole instants.
+
+The rig: each session's `calib_out_cube/transforms/T_C0_Ci_all.json` (upstream's camera-to-camera calibration,
+T_Cref_Ci mapping camera-i points into the reference camera cam0; a few mm accurate) becomes BOP's world → camera
+extrinsics (cam_R_w2c, cam_t_w2c in mm; world = that session's cam0), which multi-view fusion (eval/fuse.py) reads.
+A session without the file is imported without extrinsics.
 """
 from __future__ import annotations
 
@@ -58,6 +63,30 @@ def load_intrinsics(npz_path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # truncated or not an npz
         raise UserError(f"{npz_path}: not a readable npz ({type(e).__name__}: {str(e)[:80]})") from None
     return K, D, w, h
+
+
+def load_rig(session_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """camera name → (R_w2c, t_w2c_mm): world (the session's reference camera, cam0) → that camera, from upstream's
+    calib_out_cube/transforms/T_C0_Ci_all.json (`T_Cref_Ci`: 4×4 row-major, metres, camera i → reference);
+    {} when the session has no such file."""
+    p = session_dir / "calib_out_cube" / "transforms" / "T_C0_Ci_all.json"
+    if not p.is_file():
+        return {}
+    try:
+        d = json.loads(p.read_text())
+        ref = int(d.get("ref_cam_idx", 0))
+        rig = {}
+        for idx, flat in d["T_Cref_Ci"].items():
+            T = np.asarray(flat, np.float64).reshape(4, 4)
+            if not (np.isfinite(T).all() and np.allclose(T[3], [0, 0, 0, 1])):
+                raise ValueError(f"T_Cref_Ci[{idx}] is not a rigid 4×4 transform")
+            R_ref_c, t_ref_c_mm = T[:3, :3], T[:3, 3] * 1000.0
+            rig[f"cam{int(idx)}"] = (R_ref_c.T, -R_ref_c.T @ t_ref_c_mm)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{p}: T_Cref_Ci: expected camera index → 16 numbers (4×4, metres) ({e})") from None
+    if f"cam{ref}" in rig and not np.allclose(rig[f"cam{ref}"][0], np.eye(3), atol=1e-6):
+        raise UserError(f"{p}: T_Cref_Ci[{ref}]: the reference camera's transform is not the identity")
+    return rig
 
 
 def capture_events(session_dir: Path) -> dict[str, int]:
@@ -129,6 +158,7 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
             img_dir, intr_dir = SESSIONS[sess]
             labels_all, skipped = [], 0
             events = capture_events(src / img_dir)
+            rig = load_rig(src / img_dir)
             for cam in cameras:
                 files = sorted((src / img_dir / cam).glob("rgb_*.jpg"))
                 if only is not None:  # `real fetch`: import exactly the files whose sha256 was verified
@@ -143,6 +173,7 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     continue
                 K, D, w, h = load_intrinsics(src / intr_dir / f"{cam}.npz")
                 sid = scene_id_of(sess, cam)
+                R_w2c, t_w2c_mm = rig.get(cam, (None, None))
                 images = []
                 for f in tqdm(files, desc=f"{sess}/{cam}", leave=False, disable=None):
                     rel = f.relative_to(src).as_posix()
@@ -162,7 +193,7 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     event = events.get(f"{cam}/{f.name}", frame)
                     images.append({"im_id": frame, "K": K, "width": w, "height": h,
                                    "rgb_bytes": data, "ext": ".jpg", "gts": gts, "source": rel, "label": lab,
-                                   "instant": f"{sess}/{event:05d}"})
+                                   "instant": f"{sess}/{event:05d}", "R_w2c": R_w2c, "t_w2c_mm": t_w2c_mm})
                 if images:
                     bop.write_scene(staged, sid, images, session=sess, camera=cam,
                                     extra={"intrinsics": f"{intr_dir}/{cam}.npz"})
@@ -180,6 +211,8 @@ def import_aruco_cube(src: str | Path, out: str | Path, sessions: list[str] | No
                     "scene_groups": groups, "summary": summary, "skipped": skipped_all,
                     "capture_instants": "scene_instants.json per scene: <session>/<capture event> from meta.json "
                                         "(cam0-2 frames of one event share it)",
+                    "rig": "scene_camera.json cam_R_w2c/cam_t_w2c: world = the session's cam0, from upstream's "
+                           "calib_out_cube/transforms/T_C0_Ci_all.json (a few mm accurate)",
                     "code_version": code_version()}
         publish_import(staged, out, manifest)
     return manifest

@@ -336,7 +336,8 @@ class ADRPipeline(Pipeline):
     def card(self) -> dict:
         return {"pipeline": self.name, "adr_final_ranges": self.adr.ranges(), "adr_entropy": self.adr.entropy(),
                 "adr_seed": self.seed, "adr_throughput": self.throughput(),
-                "adr_note": "asynchronous render workers: the same seed does not replay the same ADR log",
+                "adr_note": "render jobs are collected at fixed steps (jobs_per_step, lag_steps): the same seed "
+                            "replays the same ADR run, with worker processes or Ray actors alike",
                 "space": self.space_source}
 
 

@@ -36,7 +36,8 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
         for k in ("te_mm_median", "re_deg_median", "acc_5deg_5cm", "acc_add_01d", "auc_adds_10cm", "train_seconds"):
             assert math.isfinite(r[k]), (r["pipeline"], k, r[k])
         assert r["n_images"] > 50
-        assert r["pipeline"] == "mean-pose" or Path(r["checkpoint"]).is_file()
+        # checkpoints are recorded relative to the report (or absolute): loadable wherever the report moves
+        assert r["pipeline"] == "mean-pose" or (quick_report / r["checkpoint"]).is_file()
     meta = res["meta"]
     assert meta["tune_session"] != meta["report_session"]
     assert not set(meta["tune_scenes"]) & set(meta["report_scenes"])
@@ -60,6 +61,22 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert held == meta["tune_scenes"][-1:] and not set(held) & set(ref["scenes read (refiner cards)"])
     assert chk["session"] == meta["tune_session"] and chk["n_real_images"] > 0
     assert "## SimGAN refiner check (seed 0)" in md
+    # rig rows: every sim-trained model's predictions fused over the three cameras, kept out of the ranking
+    rig = {r["pipeline"] for r in res["rig_rows"]}
+    assert rig == {p + " (rig)" for p in ROWS - {"mean-pose", "oracle (real, other session)"}}
+    assert set(res["rig"]["summary"]) == rig and not rig & set(res["summary"])
+    assert {e["single_view"] for e in res["rig"]["effects"]} == {p[:-6] for p in rig}
+    single = {r["pipeline"]: r for r in res["rows"]}
+    for r in res["rig_rows"]:
+        assert r["fusion"]["instants_multi_view"] > 0 and r["n_images"] == single[r["pipeline"][:-6]]["n_images"]
+    assert "## Rig rows" in md and (quick_report / "cdf_rig.png").is_file()
+    # ADR's final ranges against DR's, per seed, with the parameters the task could not absorb named
+    adr = res["adr_ranges"]
+    assert adr["n_seeds"] == 1 and adr["fraction_of_widest"]
+    for t in adr["fraction_of_widest"].values():
+        assert 0.0 <= t["adr_per_seed"][0] <= 1.0 + 1e-9 and 0.0 < t["dr"] <= 1.0 + 1e-9
+    assert set(adr["not_absorbed"]) | set(adr["reached"]) <= set(adr["fraction_of_widest"])
+    assert "## ADR: the ranges reached" in md
     assert "SimGAN (seed 0) on frames" in md and "SimGAN (seed 0) on crops" in md
 
 
@@ -87,7 +104,7 @@ def test_results_schema_rows_summary_paired(quick_report):
         assert c["resolved"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
         a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
         assert c["diff"] == pytest.approx(a - b)
-    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "ADR"]
+    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "ADR", "SimGAN"]
     md = (quick_report / "report.md").read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]

@@ -1,4 +1,5 @@
 """benchmark.analysis: the ranking, the controls and the verdict are generated from the paired numbers."""
+import pytest
 from benchmark.analysis import controls, find_pair, ranking, verdict
 
 
@@ -44,3 +45,22 @@ def test_ranking_and_generated_verdict():
     assert "Render-time DR (dr − image-dr): worse on median te, median re, AR" in text
     assert "ADR vs DR (adr − dr): worse on" in text
     assert "mean-pose floor: AR +0.320 [+0.250, +0.400] (resolved, better)" in text
+
+
+def test_adr_ranges_reached_by_hand():
+    from benchmark.analysis import adr_ranges_reached
+    from randomizer.space import space_from_dict
+    space = space_from_dict({"params": {
+        "a": {"kind": "continuous", "acts_on": "render", "nominal": 0.0, "bounds": [-1.0, 1.0]},
+        "b": {"kind": "continuous", "acts_on": "image", "nominal": 1.0, "bounds": [0.0, 2.0], "dr": [0.5, 1.5]},
+        "c": {"kind": "choice", "acts_on": "render", "nominal": "x", "choices": ["x", "y", "z"]},
+        "d": {"kind": "continuous", "acts_on": "render", "nominal": 0.0, "bounds": [0.0, 1.0]}}})
+    seeds = [{"a": [-1.0, 1.0], "b": [0.5, 1.6], "c": ["x"], "d": [0.0, 0.2]},
+             {"a": [-0.5, 1.0], "b": [0.4, 1.6], "c": ["x", "y"], "d": [0.0, 0.1]}]
+    r = adr_ranges_reached(seeds, space)
+    t = r["fraction_of_widest"]
+    assert t["a"] == {"dr": 1.0, "adr_per_seed": [1.0, 0.75]}
+    assert t["b"]["dr"] == 0.5 and t["b"]["adr_per_seed"] == pytest.approx([0.55, 0.6])
+    assert t["c"] == {"dr": 1.0, "adr_per_seed": [0.0, 0.5]}
+    assert r["reached"] == ["b"]                 # at DR's width or beyond in every seed (beyond: 0.55, 0.6 > 0.5)
+    assert r["not_absorbed"] == ["d"]            # below a quarter of DR's width in every seed

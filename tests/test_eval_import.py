@@ -283,3 +283,41 @@ def test_trifinger_import(tmp_path):
         uv = (cam @ im.K.T)[:, :2] / (cam @ im.K.T)[:, 2:3]
         assert (cam[:, 2] > 0).all() and (uv > 0).all() and (uv < [im.width, im.height]).all()
         assert 0.02 < np.ptp(uv, axis=0).max() / im.width < 0.5                # a cube-sized box
+
+
+def test_rig_extrinsics_bring_the_views_of_an_instant_together(root):
+    # the upstream calibration, as BOP world → camera extrinsics: world = each session's cam0
+    from eval.fuse import rotation_angle_deg, to_world
+    ims = bop.load_bop_scenes(root)
+    assert all(im.R_w2c is not None for im in ims) and bop.has_world_cameras(root)
+    assert all(np.allclose(im.R_w2c, np.eye(3)) and np.allclose(im.t_w2c_mm, 0) for im in ims if im.scene_id in (1, 4))
+    by = {}
+    for im, k in zip(ims, bop.read_capture_instants(root, [(im.scene_id, im.im_id) for im in ims])):
+        if im.labelled:
+            by.setdefault(k, []).append(to_world(im.gts[0].R, im.gts[0].t_mm, im.R_w2c, im.t_w2c_mm))
+    d = [(np.linalg.norm(a[1] - b[1]), rotation_angle_deg(a[0], b[0]))
+         for v in by.values() for i, a in enumerate(v) for b in v[i + 1:]]
+    d = np.array(d)
+    assert len(d) > 100
+    # a wrong convention (camera → world taken for world → camera) puts them hundreds of mm apart
+    assert np.median(d[:, 0]) < 10 and d[:, 0].max() < 25 and np.median(d[:, 1]) < 3 and d[:, 1].max() < 6
+
+
+def test_fusion_repairs_an_outlier_view_of_the_rig(root):
+    from eval.fuse import fuse_predictions
+    ids = bop.read_scene_groups(root)["test1"]
+    images = bop.load_bop_scenes(root, ids)
+    rows = _gt_rows(images)
+    cam2 = ids[2]
+    for r in rows:                      # camera 2's "localizer" is 200 mm off in every image
+        if r["scene_id"] == cam2:
+            r["t_mm"] = r["t_mm"] + np.array([200.0, 0.0, 0.0])
+    fused, counts = fuse_predictions(rows, root, SPEC.symmetries, SPEC.obj_id, ids)
+    assert counts["outlier_views_replaced"] > 10 and counts["instants_fused"] > 10
+    m, per = score_predictions(fused, root, SPEC, scene_ids=ids, n_boot=10)
+    inst = bop.read_capture_instants(root, [(r["scene_id"], r["im_id"]) for r in per])
+    n_views = {k: inst.count(k) for k in inst}
+    repaired = [r["te_mm"] for r, k in zip(per, inst) if r["scene_id"] == cam2 and n_views[k] == 3]
+    assert len(repaired) > 10 and np.median(repaired) < 15        # was 200 mm
+    good = [r["te_mm"] for r in per if r["scene_id"] != cam2]
+    assert np.median(good) < 8                                   # the rig's calibration error, not more
