@@ -223,8 +223,10 @@ def rig_analysis(rows: list[dict[str, Any]], rig_rows: list[dict[str, Any]], rea
 def adr_ranges_reached(final_ranges: list[dict[str, Any]], space) -> dict[str, Any]:
     """How far ADR opened each parameter, per seed: width / the widest bounds' width (choices: options in use − 1 over
     all − 1), against plain DR's width the same way; `reached`: parameters at DR's width or beyond in every seed;
-    `not_absorbed`: parameters below a quarter of DR's width in every seed (the task could not absorb them within
-    the run). final_ranges: each seed's model-card `adr_final_ranges`; space: the randomizer.space.ParamSpace used."""
+    `beyond`: numeric parameters whose range passes DR's on either side in at least one seed (the hard limits lie
+    beyond DR's); `not_absorbed`: parameters below a quarter of DR's width in every seed (the task could not absorb
+    them within the run). final_ranges: each seed's model-card `adr_final_ranges`; space: the
+    randomizer.space.ParamSpace used."""
     def frac(name: str, rng) -> float:
         p = space.params[name]
         if p.kind == "choice":
@@ -236,7 +238,10 @@ def adr_ranges_reached(final_ranges: list[dict[str, Any]], space) -> dict[str, A
     table = {n: {"dr": frac(n, dr[n]), "adr_per_seed": [frac(n, fr[n]) for fr in final_ranges]} for n in names}
     reached = [n for n, t in table.items() if min(t["adr_per_seed"]) >= t["dr"] - 1e-9]
     low = [n for n, t in table.items() if max(t["adr_per_seed"]) < 0.25 * t["dr"]]
-    return {"fraction_of_widest": table, "reached": reached, "not_absorbed": low, "n_seeds": len(final_ranges)}
+    beyond = [n for n in names if space.params[n].kind != "choice"
+              and any(float(fr[n][0]) < dr[n][0] - 1e-9 or float(fr[n][1]) > dr[n][1] + 1e-9 for fr in final_ranges)]
+    return {"fraction_of_widest": table, "reached": reached, "beyond": beyond, "not_absorbed": low,
+            "n_seeds": len(final_ranges)}
 
 
 def analyse(rows: list[dict[str, Any]], real_root: str | Path, n_boot: int) -> dict[str, Any]:

@@ -155,9 +155,12 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         for n, t in adr["fraction_of_widest"].items():
             tab.append([n, f"{t['dr']:.2f}", *[f"{x:.2f}" for x in t["adr_per_seed"]]])
         secs.append(("ADR: the ranges reached", [
-            "Each parameter's range at the end of the adr training, as a fraction of its widest bounds (choices: "
-            "options in use − 1 over all − 1), against plain DR's range (figure `adr_vs_dr.png`).",
-            "At DR's range or beyond in every seed: " + (", ".join(adr["reached"]) or "none") + ". "
+            "Each parameter's range at the end of the adr training, as a fraction of its hard limits (choices: "
+            "options in use − 1 over all − 1), against plain DR's range, which lies inside the hard limits "
+            "(figure `adr_vs_dr.png`).",
+            "At DR's width or wider in every seed: " + (", ".join(adr["reached"]) or "none") + ". "
+            "Past DR's range on a side (the hard limits lie beyond DR's), in at least one seed: "
+            + (", ".join(adr.get("beyond", [])) or "none") + ". "
             "Below a quarter of DR's range in every seed — what the task could not absorb within this run: "
             + (", ".join(adr["not_absorbed"]) or "none") + "."], tab, []))
     heads = head_rows(rows, order)

@@ -342,8 +342,8 @@ class ADRPipeline(Pipeline):
 
 
 def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
-    """adr_vs_dr.png: per numeric parameter, ADR's current range against DR's and the widest bounds, each
-    normalised to the widest span (choices: options in use / all). Written atomically; returns the path."""
+    """adr_vs_dr.png: per parameter, ADR's current range against DR's, each normalised to the hard limits'
+    span (the x axis runs from one hard limit to the other; choices: options in use / all). Written atomically; returns the path."""
     import os
     from pathlib import Path
 
@@ -370,7 +370,7 @@ def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=7)
     ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("fraction of the widest range (choices: share of options)", fontsize=8)
+    ax.set_xlabel("position within the hard limits (0 = low, 1 = high; choices: share of options)", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out = Path(out_dir) / "adr_vs_dr.png"

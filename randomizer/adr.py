@@ -8,8 +8,10 @@ mean >= t_H widens the boundary by Δ, mean <= t_L narrows it by Δ.
 
 Choices made here (the paper leaves them open):
 - A range always contains the nominal point (narrowing stops there) and never leaves the widest bounds
-  (hard limits). Δ is a fraction of the parameter's widest span (`ADRConfig.delta_frac`, per-parameter
-  overrides in `ADRConfig.delta`); integer parameters move by whole units (at least 1).
+  (hard limits), which lie beyond plain DR's range where the space allows: ADR can reach DR's range and go
+  beyond it. Δ is a fraction of the parameter's DR span (`ADRConfig.delta_frac`, per-parameter overrides in
+  `ADRConfig.delta`), so widening the hard limits leaves ADR's steps as they were; integer parameters move by
+  whole units (at least 1).
 - A choice parameter has one boundary ("high"): its range is the nominal option plus the next options in
   declared order; widening adds the next option, narrowing drops the last one added. Pinning it means
   sampling only the newest option.
@@ -41,14 +43,14 @@ SIDES = ("low", "high")
 @dataclass
 class ADRConfig:
     # Defaults sized for a CPU budget of a few thousand steps: with the shipped space's 44 boundaries one
-    # decision per boundary takes 44 * m / p_b = 352 steps, and 1 / delta_frac = 5 widenings reach a hard
-    # limit. Each score is a batch's success fraction, so m = 4 averages ~256 samples.
+    # decision per boundary takes 44 * m / p_b = 352 steps, and 1 / delta_frac = 5 widenings reach DR's
+    # range on a side that DR spans from the nominal point. Each score is a batch's success fraction, so m = 4 averages ~256 samples.
     p_b: float = 0.5            # probability that a draw pins one boundary
     m: int = 4                  # scores per boundary buffer before a decision
     t_L: float = 0.4            # mean score <= t_L: narrow that boundary
     t_H: float = 0.7            # mean score >= t_H: widen it
-    delta_frac: float = 0.2     # Δ as a fraction of the widest span (integer params: at least 1 unit)
-    delta: dict[str, float] = field(default_factory=dict)  # per-parameter Δ overrides (fraction of span)
+    delta_frac: float = 0.2     # Δ as a fraction of DR's span (integer params: at least 1 unit)
+    delta: dict[str, float] = field(default_factory=dict)  # per-parameter Δ overrides (fraction of DR span)
     params: tuple[str, ...] | None = None       # parameters ADR moves (None: all that act on `acts_on`)
     acts_on: tuple[str, ...] = ("image", "render")
 
@@ -117,7 +119,8 @@ class ADR:
         return (p.low < p.nominal) if side == "low" else (p.high > p.nominal)
 
     def _delta(self, p: Param) -> float:
-        d = self.cfg.delta.get(p.name, self.cfg.delta_frac) * (p.high - p.low)
+        lo, hi = p.dr_range if p.dr_range[1] > p.dr_range[0] else (p.low, p.high)  # DR pinned: the bounds' span
+        d = self.cfg.delta.get(p.name, self.cfg.delta_frac) * (hi - lo)
         return float(max(1, round(d))) if p.kind == "integer" else d
 
     def _range(self, name: str) -> Range:

@@ -1,4 +1,4 @@
-"""CLI: `sim2real randomizer show` — what the randomization looks like at nominal, mid and widest ranges."""
+"""CLI: `sim2real randomizer show` — what the randomization looks like at nominal, DR's and the hard limits' ranges."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,8 @@ import numpy as np
 
 from core.io import UserError, atomic_savefig
 
-LEVELS = (("nominal", 0.0), ("mid", 0.5), ("widest", 1.0))
+# (row label, ParamSpace.ranges name): nominal renders, plain DR's ranges, the hard limits ADR may reach beyond DR
+LEVELS = (("nominal", "nominal"), ("DR", "dr"), ("hard limits", "widest"))
 
 
 def _test_card(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -29,7 +30,6 @@ def render_grid(space, object_name: str, seed: int, n_cols: int, crop_px: int, u
     stream in every row, so a column shows one scene getting more randomized."""
     import torch
 
-    from randomizer.adr import interpolate_ranges
     from randomizer.image import ImageRandomizer
 
     renderer, source = None, "image-level only (test card; renderer unavailable)"
@@ -45,8 +45,8 @@ def render_grid(space, object_name: str, seed: int, n_cols: int, crop_px: int, u
     rows = []
     try:
         for _, level in LEVELS:
-            render_ranges = interpolate_ranges(space, level, "render")
-            aug = ImageRandomizer(space, interpolate_ranges(space, level, "image"))
+            render_ranges = space.ranges(level, "render")
+            aug = ImageRandomizer(space, space.ranges(level, "image"))
             cells = []
             for j in range(n_cols):
                 if renderer is not None:  # same key in every row: one scene, more and more randomized
@@ -96,14 +96,14 @@ def randomizer_group() -> None:
 @randomizer_group.command("show")
 @click.option("--config", "config", type=click.Path(), default=None,
               help="Parameter-space YAML (default: the shipped randomizer/default.yaml).")
-@click.option("--out", required=True, type=click.Path(), help="Output PNG (rows: nominal, mid, widest).")
+@click.option("--out", required=True, type=click.Path(), help="Output PNG (rows: nominal, DR, hard limits).")
 @click.option("--object", "object_name", default="aruco-cube", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--n", "n_cols", type=click.IntRange(min=1), default=6, show_default=True, help="Samples per row.")
 @click.option("--size", "crop_px", type=click.IntRange(min=1), default=128, show_default=True, help="Cell size in px (the crop).")
 @click.option("--image-only", is_flag=True, help="Skip the renderer: image-level randomization on a test card.")
 def show_cmd(config, out, object_name, seed, n_cols, crop_px, image_only) -> None:
-    """Render samples at the nominal, mid (halfway) and widest ranges of every parameter."""
+    """Render samples at the nominal, DR's and the hard limits' ranges of every parameter."""
     from randomizer.space import load_space
     if not 1 <= n_cols <= 32:
         raise UserError(f"--n: expected 1..32 samples per row, got {n_cols}")
@@ -114,7 +114,7 @@ def show_cmd(config, out, object_name, seed, n_cols, crop_px, image_only) -> Non
     space = load_space(config)
     grid, source = render_grid(space, object_name, seed, n_cols, crop_px, use_renderer=not image_only)
     _save_png(Path(out), grid, [name for name, _ in LEVELS])
-    click.echo(f"wrote {out}: rows nominal / mid / widest, {n_cols} samples each; {source}")
+    click.echo(f"wrote {out}: rows nominal / DR / hard limits, {n_cols} samples each; {source}")
 
 
 COMMANDS = [randomizer_group]

@@ -64,3 +64,4 @@ def test_adr_ranges_reached_by_hand():
     assert t["c"] == {"dr": 1.0, "adr_per_seed": [0.0, 0.5]}
     assert r["reached"] == ["b"]                 # at DR's width or beyond in every seed (beyond: 0.55, 0.6 > 0.5)
     assert r["not_absorbed"] == ["d"]            # below a quarter of DR's width in every seed
+    assert r["beyond"] == ["b"]                  # past DR's range on a side (1.6 > 1.5; 0.4 < 0.5)

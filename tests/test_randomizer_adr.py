@@ -39,6 +39,11 @@ def test_high_scores_widen_to_hard_limits_and_low_scores_narrow_back():
         _inside_hard_limits(adr)
         entropies.append(adr.entropy())
     assert adr.ranges() == SPACE.ranges("widest")  # every bound reached its hard limit, none passed it
+    # the hard limits lie beyond plain DR's range: ADR went past DR's on every parameter whose bounds allow it
+    dr = SPACE.ranges("dr")
+    past = [n for n, p in SPACE.params.items() if p.kind != "choice" and (adr.ranges()[n][0] < dr[n][0]
+                                                                        or adr.ranges()[n][1] > dr[n][1])]
+    assert len(past) >= 20 and {"contrast", "noise_std", "distractor_count"} <= set(past)
     assert adr.entropy() == pytest.approx(0.0)
     assert all(b >= a for a, b in zip(entropies, entropies[1:]))  # widening never lowers the entropy
     for _ in range(4000):
@@ -136,3 +141,18 @@ def test_write_adr_log(tmp_path):
     assert float(table[-1]["entropy"]) > float(table[0]["entropy"])
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "run").glob(".*tmp"))
+
+
+def test_delta_is_a_fraction_of_drs_span_not_of_the_hard_limits():
+    """Widening the hard limits beyond DR's range must not change ADR's steps: Δ = delta_frac × DR's span."""
+    p = SPACE.params["contrast"]
+    assert p.dr_range == (0.5, 1.5) and p.widest[0] < 0.5 and p.widest[1] > 1.5
+    adr = ADR(SPACE, ADRConfig(p_b=1.0, m=1, delta_frac=0.2, params=("contrast",)), seed=8)
+    for _ in range(2):
+        d = adr.propose()
+        assert adr.report(d, 1.0) == "widen"
+    lo, hi = adr.ranges()["contrast"]
+    assert (hi - 1.0) + (1.0 - lo) == pytest.approx(2 * 0.2 * (1.5 - 0.5))
+    for _ in range(40):  # keeps widening past DR's range, stops at the hard limits
+        adr.report(adr.propose(), 1.0)
+    assert adr.ranges()["contrast"] == p.widest
