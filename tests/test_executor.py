@@ -285,3 +285,42 @@ def test_polling_ray_renders_keeps_the_tasks_cpu(ray_cluster, tmp_path):
     n_renders = ray.get(poller)
     assert starts[1] - starts[0] > 2.5, f"the second probe started {starts[1] - starts[0]:.1f} s after the first"
     assert n_renders > 0
+
+
+def test_ctrl_c_stops_a_ray_run_and_its_tasks(ray_cluster, tmp_path):
+    """Ctrl-C on a run that joined a Ray cluster (--ray-address, the cluster outlives the run): exit 130 without a
+    traceback, no manifest (nothing that looks complete), and none of its tasks goes on writing or holding CPUs."""
+    import time
+
+    import ray
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "generate", "--n", "400", "--shard-size", "4",
+                          "--frame-width", "64", "--crop-px", "48", "--out", str(out), "--executor", "ray",
+                          "--ray-address", ray.get_runtime_context().gcs_address],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not list(out.glob("shards/*/params.json")) and time.time() - t0 < 120 and p.poll() is None:
+            time.sleep(0.1)
+        assert p.poll() is None and list(out.glob("shards/*/params.json")), "no shard finished in 120 s"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert not (out / "manifest.json").exists()
+
+    def files():
+        return sorted(str(f) for f in tmp_path.rglob("*"))
+    before = files()
+    n_done = len(list(out.glob("shards/*/params.json")))
+    assert n_done < 100  # stopped part way
+    time.sleep(6)
+    assert files() == before  # no cancelled task still renders and renames a shard
+    for _ in range(100):  # its CPUs are back on the cluster
+        if ray.available_resources().get("CPU", 0) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"CPUs still held after Ctrl-C: {ray.available_resources()}")
