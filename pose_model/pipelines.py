@@ -343,7 +343,8 @@ class ADRPipeline(Pipeline):
 
 def plot_adr_vs_dr(space, adr_ranges: dict, out_dir) -> Any:
     """adr_vs_dr.png: per parameter, ADR's current range against DR's, each normalised to the hard limits'
-    span (the x axis runs from one hard limit to the other; choices: options in use / all). Written atomically; returns the path."""
+    span (the x axis runs from one hard limit to the other; choices: options in use / all). Written
+    atomically; returns the path."""
     import os
     from pathlib import Path
 

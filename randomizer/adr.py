@@ -44,7 +44,8 @@ SIDES = ("low", "high")
 class ADRConfig:
     # Defaults sized for a CPU budget of a few thousand steps: with the shipped space's 44 boundaries one
     # decision per boundary takes 44 * m / p_b = 352 steps, and 1 / delta_frac = 5 widenings reach DR's
-    # range on a side that DR spans from the nominal point. Each score is a batch's success fraction, so m = 4 averages ~256 samples.
+    # range on a side that DR spans from the nominal point. Each score is a batch's success fraction, so
+    # m = 4 averages ~256 samples.
     p_b: float = 0.5            # probability that a draw pins one boundary
     m: int = 4                  # scores per boundary buffer before a decision
     t_L: float = 0.4            # mean score <= t_L: narrow that boundary

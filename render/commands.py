@@ -22,9 +22,9 @@ from core.io import UserError
 @click.option("--camera", "camera_file", type=click.Path(), default=None,
               help='JSON file {"cam_K": [9 numbers], "width": W, "height": H}.')
 @click.option("--randomization", type=click.Choice(["nominal", "dr", "widest", "adr-pool"]), default="nominal",
-              show_default=True, help="Render-time ranges: nominal (plain renders), dr (plain DR's), widest (the hard limits "
-                                      "ADR may reach, beyond DR's), or adr-pool (the hard limits, each parameter "
-                                      "mostly nominal: a pool for ADR).")
+              show_default=True, help="Render-time ranges: nominal (plain renders), dr (plain DR's), widest "
+                                      "(the hard limits ADR may reach, beyond DR's), or adr-pool (the hard "
+                                      "limits, each parameter mostly nominal: a pool for ADR).")
 @click.option("--space", "space_file", type=click.Path(), default=None, help="Randomization parameter space YAML.")
 @click.option("--scene", "scene_file", type=click.Path(), default=None, help="Scene spec YAML (camera/cube ranges).")
 @click.option("--drop", type=click.Choice(["bottom", "any", "free"]), default=None,

@@ -1,4 +1,5 @@
-"""CLI: `sim2real randomizer show` — what the randomization looks like at nominal, DR's and the hard limits' ranges."""
+"""CLI: `sim2real randomizer show` — what the randomization looks like at nominal, DR's and the hard limits'
+ranges."""
 from __future__ import annotations
 
 from pathlib import Path
