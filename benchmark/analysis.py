@@ -22,6 +22,7 @@ HIGHER_IS_BETTER = {"ar", "ar_mssd", "ar_mspd"} | {k for k in M.METRICS if k.sta
 # (label, a, b): each effect is a − b on the same images
 CONTROLS = (("refiner (simgan+dr − image-dr)", "simgan+dr", "image-dr"),
             ("render-time DR (dr − image-dr)", "dr", "image-dr"),
+            ("render-DR localizer (hybrid-dr − image-dr)", "hybrid-dr", "image-dr"),
             ("ADR vs DR (adr − dr)", "adr", "dr"),
             ("SimGAN vs nothing (simgan − none)", "simgan", "none"))
 METRIC_WORDS = {"te_mm_median": ("median te", " mm", "{:+.1f}"), "re_deg_median": ("median re", "°", "{:+.1f}"),

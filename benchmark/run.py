@@ -262,7 +262,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     tune_scenes, report_scenes = session_split(real_root, tune, report)
 
     # nominal is always needed: the mean-pose baseline and the refiner start from it
-    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"})
+    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"}
+                    | {PIPELINES[p].loc_dataset for p in pipelines if PIPELINES[p].loc_dataset})
     data: dict[str, Any] = {
         lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log, executor=ex),
                        log) for lv in levels}
@@ -419,6 +420,8 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             over = prof.train_overrides
             if j.pipeline == "adr" and ctx.render_backend != "process":
                 over = {**over, "render_backend": ctx.render_backend}
+            if PIPELINES[j.pipeline].loc_dataset:  # the localizer's frames from another rendered set
+                over = {**over, "loc_data": ctx.data[PIPELINES[j.pipeline].loc_dataset]["path"]}
             tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over),
                               num_cpus=cpus, num_gpus=ctx.gpus))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,

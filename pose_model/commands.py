@@ -27,9 +27,12 @@ from pose_model.registry import HEADS, PIPELINES
 @click.option("--resume", is_flag=True, help="Continue OUT/model.pt from its last finished epoch.")
 @click.option("--space", type=click.Path(), default=None,
               help="Parameter space YAML for dr/adr (default: the space recorded in the dataset's manifest).")
+@click.option("--loc-data", type=click.Path(), default=None,
+              help="Train the localizer on this dataset's frames (same object and camera; e.g. a dr set for "
+                   "--pipeline hybrid-dr) while the regressor trains on --data's crops.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
-              space, quiet):
+              space, loc_data, quiet):
     """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data.
 
     Several GPUs (or CPU processes): `torchrun --nproc_per_node N cli.py train ...` trains one model with
@@ -38,7 +41,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
     from pose_model.train import train
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
                       max_samples=max_samples, seed=seed, device=device, resume=resume, space=space,
-                      num_threads=num_threads)
+                      num_threads=num_threads, loc_data=loc_data)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")

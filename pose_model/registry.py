@@ -21,6 +21,8 @@ class PipelineSpec:
     cls: str            # class name in pose_model/pipelines.py
     about: str
     synthetic: bool = True   # trained on synthetic data only (a sim-to-real method; a row of the benchmark)
+    loc_dataset: str | None = None  # the localizer's frames come from a dataset of this level (train --loc-data);
+                                    # None: from `dataset`, like the regressor's crops
 
 
 PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in [
@@ -29,6 +31,9 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in [
     PipelineSpec("dr", "dr", True, "DRPipeline", "render-time + image-level domain randomization"),
     PipelineSpec("adr", "nominal", False, "ADRPipeline",
                  "automatic domain randomization: render workers draw from ranges that move with success"),
+    PipelineSpec("hybrid-dr", "nominal", True, "DRPipeline",
+                 "image-dr's regressor; its localizer trained on render-time-DR frames (clutter, textures)",
+                 loc_dataset="dr"),
     PipelineSpec("simgan", "refined", False, "SimGANPipeline", "SimGAN-refined nominal renders"),
     PipelineSpec("simgan+dr", "refined", True, "SimGANDRPipeline", "SimGAN-refined renders + image-level randomization"),
     PipelineSpec("oracle", "real", True, "DRPipeline", "labelled real photos of the tune session (a reference)",

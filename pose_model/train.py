@@ -65,6 +65,22 @@ def _load_dataset(path: str):
     return SyntheticDataset(path)
 
 
+def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_frac: float):
+    """The localizer's own frames (train --loc-data): → (PoseData, train indices). The dataset must be of the same
+    object and camera as --data; its validation split is left out like --data's."""
+    ds = _load_dataset(path)
+    if ds.spec.name != spec.name:
+        raise UserError(f"--loc-data {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
+    for key in ("frame_hw", "full_hw"):
+        if list(ds.manifest[key]) != list(manifest[key]):
+            raise UserError(f"--loc-data {path}: {key}: {ds.manifest[key]}, but --data has {manifest[key]} "
+                            f"(the localizer needs frames of the same camera)")
+    loc = PoseData.from_dataset(ds, max_samples)
+    if len(loc) < 2:
+        raise UserError(f"--loc-data {path}: need at least 2 samples, found {len(loc)}")
+    return loc, torch.as_tensor(split_indices(len(loc), val_frac)[0]), ds.manifest.get("content_hash")
+
+
 def space_for(cfg: TrainConfig, ds):
     """(parameter space, where it came from): --space when given, else the space the dataset was rendered with
     (its manifest's randomization.space), else the shipped default (real-photo datasets record none)."""
@@ -131,8 +147,10 @@ class JointForward(torch.nn.Module):
 
 def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConfig, pipeline, ctx,
                gen: torch.Generator, device: torch.device, rank: int = 0, world: int = 1,
-               joint: torch.nn.Module | None = None):
+               joint: torch.nn.Module | None = None, loc: tuple[PoseData, torch.Tensor] | None = None):
     """Forward + losses for one (global) batch, or for this rank's share of it (rank of world).
+    loc: the localizer's own (data, train indices) (`--loc-data`): its frames are those train indices picked by
+    the batch's indices modulo their count, so they follow the epoch's shuffle and seed.
     → (loss, parts dict, per-sample ADR success of the share, bool)."""
     nl = max(1, int(round(len(b) * cfg.loc_batch_frac)))
     c_all = data.centre[b].to(device)
@@ -142,7 +160,8 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     share, lshare = slice(rank * len(b) // world, (rank + 1) * len(b) // world), \
         slice(rank * nl // world, (rank + 1) * nl // world)
     bl, b, box = b[lshare], b[share], box_all[share]
-    frames = pipeline.augment(to_float(data.frames[bl], device), ctx)
+    f_src, bl = (data, bl) if loc is None else (loc[0], loc[1][bl % len(loc[1])])
+    frames = pipeline.augment(to_float(f_src.frames[bl], device), ctx)
     crops_r = to_float(data.crops[b], device)
     cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
     R, t = data.R[b].to(device), data.t[b].to(device)
@@ -151,7 +170,7 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     kp = model.kp_targets(R, t, Kc)
     if cfg.w_loc > 0:
         out_l, out_r = (joint or JointForward(model))(frames, crops)
-        l_loc = model.loc_loss(out_l, c_all[lshare], data.crop_box[bl][:, 2].to(device))
+        l_loc = model.loc_loss(out_l, f_src.centre[bl].to(device), f_src.crop_box[bl][:, 2].to(device))
     else:  # a frozen localizer (fine-tuning the regressor only): not run at all
         out_r = model.regressor(crops)
         l_loc = torch.zeros((), device=device)
@@ -227,6 +246,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if hasattr(pipeline, "attach"):
         pipeline.attach(ds.params[:len(data)], train_idx)
     spec = ds.spec
+    loc, loc_hash = None, None
+    if cfg.loc_data:
+        loc_frames, loc_idx, loc_hash = load_loc_data(cfg.loc_data, manifest, spec, cfg.max_samples, cfg.val_frac)
+        loc = (loc_frames, loc_idx)
     meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
                      reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
@@ -250,7 +273,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     if cfg.resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, map_location=device)
-        if ck.get("dataset_hash") != manifest.get("content_hash") or ck["config"]["pipeline"] != cfg.pipeline:
+        if ck.get("dataset_hash") != manifest.get("content_hash") or ck["config"]["pipeline"] != cfg.pipeline \
+                or ck.get("loc_dataset_hash") != loc_hash:
             raise UserError(f"{ckpt_path}: --resume: the checkpoint was trained on another dataset or pipeline")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -293,7 +317,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 for g in opt.param_groups:  # one schedule, each module at its own peak
                     g["lr"] = lr_at(step, total, cfg) * g["lr_scale"]
                 b = torch.as_tensor(idx)
-                loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint)
+                loss, parts, success = train_step(model, data, b, cfg, pipeline, ctx, gen, device, rank, world, joint,
+                                                  loc)
                 if world > 1:  # ADR's state must move identically on every rank: score the whole global batch
                     success = _all_gather_cat(success)
                 opt.zero_grad(set_to_none=True)
@@ -332,7 +357,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
                   "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
                   "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
-                  "dataset_hash": manifest.get("content_hash"), "code_version": code_version(), "seed": cfg.seed,
+                  "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash,
+                  "code_version": code_version(), "seed": cfg.seed,
                   "world_size": world}
             atomic_torch_save(ck, ckpt_path)
             # the PNG costs a second or two: every 5 epochs and at the end
@@ -390,6 +416,8 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
         "pipeline": ck["config"]["pipeline"], **ck["pipeline_card"], "config": ck["config"], "meta": ck["meta"],
         "dataset": {"path": ck["dataset"], "content_hash": ck["dataset_hash"], "n": manifest.get("n"),
                     "randomization": _brief_randomization(manifest.get("randomization")), "refined_by": manifest.get("refined_by")},
+        "loc_dataset": ({"path": ck["config"]["loc_data"], "content_hash": ck.get("loc_dataset_hash")}
+                        if ck["config"].get("loc_data") else None),
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
         "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
         "init_from": ck["config"].get("init_from")})

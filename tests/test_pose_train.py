@@ -190,3 +190,38 @@ def test_simgan_pipelines_take_a_refined_dataset(tiny_data, tmp_path):
         train(make_config("quick", out=str(tmp_path / p), pipeline=p, **kw), progress=False)
         card = json.loads((tmp_path / p / "model_card.json").read_text())
         assert card["pipeline"] == p and card["dataset"]["refined_by"] == {"checkpoint": "stand-in"}
+
+
+def test_loc_data_feeds_the_localizer_only(tiny_data, tmp_path):
+    """--loc-data (pipeline hybrid-dr): the localizer trains on another set's frames, the regressor on --data's
+    crops exactly as without it; the card records the set; a set of another camera or object is refused."""
+    from render.generate import GenerateConfig, generate_dataset
+    other = tmp_path / "other"  # same object and camera, other scenes (render-time randomization)
+    generate_dataset(GenerateConfig(object="aruco-cube", n=24, seed=9, frame_width=96, crop_px=64,
+                                    randomization="dr"), other, workers=1, progress=False)
+    kw = dict(data=str(tiny_data), device="cpu", max_samples=24, batch_size=8, epochs=1, pipeline="none")
+    plain = torch.load(train(make_config("quick", out=str(tmp_path / "a"), **kw), progress=False),
+                       weights_only=True)
+    mixed = torch.load(train(make_config("quick", out=str(tmp_path / "b"), loc_data=str(other), **kw),
+                             progress=False), weights_only=True)
+    reg = [k for k in plain["model"] if k.startswith("regressor.")]
+    loc = [k for k in plain["model"] if k.startswith("localizer.") and plain["model"][k].is_floating_point()]
+    assert reg and all(torch.equal(plain["model"][k], mixed["model"][k]) for k in reg)
+    assert any(not torch.equal(plain["model"][k], mixed["model"][k]) for k in loc)
+    card = json.loads((tmp_path / "b" / "model_card.json").read_text())
+    assert card["loc_dataset"]["path"] == str(other)
+    assert card["loc_dataset"]["content_hash"] == json.loads((other / "manifest.json").read_text())["content_hash"]
+    # hybrid-dr needs it; another camera or object is refused, naming the flag and the field
+    with pytest.raises(UserError, match="--loc-data is required"):
+        make_config("quick", data=str(tiny_data), out=str(tmp_path / "c"), pipeline="hybrid-dr")
+    wide = tmp_path / "wide"
+    generate_dataset(GenerateConfig(object="aruco-cube", n=4, seed=9, frame_width=128, crop_px=64), wide,
+                     workers=1, progress=False)
+    with pytest.raises(UserError, match="--loc-data .*frame_hw"):
+        train(make_config("quick", out=str(tmp_path / "d"), loc_data=str(wide), **kw), progress=False)
+    tri = tmp_path / "tri"
+    generate_dataset(GenerateConfig(object="trifinger-cube", n=4, seed=9, frame_width=96, crop_px=64), tri,
+                     workers=1, progress=False)
+    with pytest.raises(UserError, match="--loc-data .*object"):
+        train(make_config("quick", out=str(tmp_path / "e"), loc_data=str(tri), **kw), progress=False)
+    assert not (tmp_path / "d" / "model.pt").exists() and not (tmp_path / "e" / "model.pt").exists()
