@@ -31,8 +31,10 @@ from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
 from pose_model.registry import PIPELINES, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
-FINETUNE_FROM = "simgan+dr"  # the sim pipeline the fine-tune row starts from: the best on the TUNE session (seed 0,
-                             # 8 epochs: AR 0.28 vs dr 0.21, image-dr 0.20; chosen there, never on the report session)
+FINETUNE_FROM = "hybrid-dr"  # the sim pipeline the fine-tune row starts from: the best source inside the TUNE
+                             # session (fit scenes 1–2, score scene 3, seeds 0–1 of the 655b80a run, 3 peaks): median te
+                             # / re after the fine-tune hybrid-dr 18.4 mm / 24.0°, image-dr 27.6 / 23.3, dr 21.0 / 30.9,
+                             # simgan+dr 67.6 / 30.9; never chosen on the report session
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 
 

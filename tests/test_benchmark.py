@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"none", "image-dr", "dr", "adr", "simgan", "simgan+dr", "oracle (real, other session)", "mean-pose",
-        "sim→real fine-tune (simgan+dr)"}
+ROWS = {"none", "image-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr", "oracle (real, other session)",
+        "mean-pose", "sim→real fine-tune (hybrid-dr)"}
 
 
 def _bench(*args):
