@@ -104,7 +104,8 @@ def test_results_schema_rows_summary_paired(quick_report):
         assert c["resolved"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
         a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
         assert c["diff"] == pytest.approx(a - b)
-    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "ADR", "SimGAN"]
+    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "render-DR", "ADR",
+                                                                      "SimGAN"]
     md = (quick_report / "report.md").read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]
