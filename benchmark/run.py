@@ -31,10 +31,10 @@ from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
 from pose_model.registry import PIPELINES, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
-FINETUNE_FROM = "hybrid-dr"  # the sim pipeline the fine-tune row starts from: the best source inside the TUNE
-                             # session (fit scenes 1–2, score scene 3, seeds 0–1 of the 655b80a run, 3 peaks): median te
-                             # / re after the fine-tune hybrid-dr 18.4 mm / 24.0°, image-dr 27.6 / 23.3, dr 21.0 / 30.9,
-                             # simgan+dr 67.6 / 30.9; never chosen on the report session
+# The sim pipeline the fine-tune row starts from: the best source inside the TUNE session (fit scenes 1–2, score
+# scene 3, seeds 0–1 of the 655b80a run, 3 peaks): median te / re after the fine-tune hybrid-dr 18.4 mm / 24.0°,
+# image-dr 27.6 / 23.3, dr 21.0 / 30.9, simgan+dr 67.6 / 30.9. Never chosen on the report session.
+FINETUNE_FROM = "hybrid-dr"
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 
 
@@ -422,8 +422,9 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             over = prof.train_overrides
             if j.pipeline == "adr" and ctx.render_backend != "process":
                 over = {**over, "render_backend": ctx.render_backend}
-            if PIPELINES[j.pipeline].loc_dataset:  # the localizer's frames from another rendered set
-                over = {**over, "loc_data": ctx.data[PIPELINES[j.pipeline].loc_dataset]["path"]}
+            loc_level = PIPELINES[j.pipeline].loc_dataset
+            if loc_level:  # the localizer's frames from another rendered set
+                over = {**over, "loc_data": ctx.data[loc_level]["path"]}
             tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over),
                               num_cpus=cpus, num_gpus=ctx.gpus))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,

@@ -49,8 +49,9 @@ class TrainConfig:
     refine_iters: int = 2             # at test time: re-crop around the current estimate this many times (2: chosen
                                       # on the tune session: 10.6° → 8.8°, te flat; 3 no better)
     resize_crop: bool = True          # … re-sizing the crop from the estimate too (False: re-centre only, as before)
-    hypotheses: int = 3               # at test time: localizer peaks followed through the crop refinement (PoseModel.infer);
-                                      # 3: chosen on the tune session (8 models: te lower or equal in 7; 5 = 3)
+    hypotheses: int = 3               # at test time: localizer peaks followed through the crop refinement
+                                      # (PoseModel.infer); 3: chosen on the tune session (8 models: te lower or
+                                      # equal in 7; 5 = 3)
     sym_split: bool = False           # True: rotation modulo the shape's 24 symmetries + a classifier (PoseModel)
     head: str = "pnp-rot"             # the reported pose: "pnp-rot" (PnP rotation, direct translation: best on the
                                       # tune session and synthetic val), "pnp" (keypoints + PnP) or "direct"
@@ -68,7 +69,7 @@ class TrainConfig:
     log_every: int = 20
 
     def check(self) -> None:
-        pipeline_spec(self.pipeline)
+        spec = pipeline_spec(self.pipeline)
         pick_profile(PROFILE_SIZES, self.profile)
         if self.epochs < 1:
             raise UserError(f"--epochs {self.epochs}: expected a positive integer")
@@ -82,10 +83,9 @@ class TrainConfig:
             raise UserError(f"crop_px {self.crop_px}: expected a multiple of 16")
         if not self.data:
             raise UserError("--data: a synthetic dataset directory is required")
-        want = pipeline_spec(self.pipeline).loc_dataset
-        if want and not self.loc_data:
-            raise UserError(f"--pipeline {self.pipeline}: --loc-data is required (a {want!r} dataset for the "
-                            f"localizer's frames)")
+        if spec.loc_dataset and not self.loc_data:
+            raise UserError(f"--pipeline {self.pipeline}: --loc-data is required (a {spec.loc_dataset!r} dataset "
+                            f"for the localizer's frames)")
         if self.loc_data and self.pipeline == "adr":
             raise UserError("--loc-data: not with --pipeline adr (its localizer trains on ADR's own renders)")
         if not self.out:

@@ -68,7 +68,10 @@ def _load_dataset(path: str):
 def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_frac: float):
     """The localizer's own frames (train --loc-data): → (PoseData, train indices). The dataset must be of the same
     object and camera as --data; its validation split is left out like --data's."""
-    ds = _load_dataset(path)
+    try:
+        ds = _load_dataset(path)
+    except UserError as e:  # name the flag: two dataset folders are in play
+        raise UserError(f"--loc-data: {e}") from None
     if ds.spec.name != spec.name:
         raise UserError(f"--loc-data {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
     for key in ("frame_hw", "full_hw"):
