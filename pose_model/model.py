@@ -263,9 +263,9 @@ class PoseModel(nn.Module):
         resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
         head: "pnp" (keypoints + PnP, the direct pose where PnP fails), "direct" (the 6D/depth head) or
         "pnp-rot" (PnP's rotation with the direct head's translation);
-        hypotheses: follow this many peaks of the localizer's map through the crop refinement and keep, per
-        image, the one whose localizer probability and keypoint agreement are best (`KP_VERIFY_WEIGHT`): on a
-        cluttered desk the cube is often the second or third peak.
+        hypotheses: look at this many peaks of the localizer's map (one crop each) and refine, per image, the one
+        whose localizer probability and keypoint agreement are best (`KP_VERIFY_WEIGHT`): on a cluttered desk
+        the cube is often the second or third peak.
         → dict R, t_m (the chosen head), R_direct, t_direct, pnp_ok (B,) bool, score (B,), centre/side of the
         localizer, box of the last crop, kp_residual (B,) crop units, hypothesis (B,) the chosen peak's rank.
         """
@@ -287,16 +287,19 @@ class PoseModel(nn.Module):
             bk = box.view(B, k, 3)
             return torch.stack([crop_source(bk[:, j], n) for j in range(k)], 1).flatten(0, 1)
 
-        out = self._follow_crops(crops_of_all, K_full.repeat_interleave(k, 0), centre.flatten(0, 1),
-                                 side.flatten(0, 1) * self.meta.crop_factor, score.flatten(0, 1),
-                                 refine_iters, resize_crop, head)
-        verify = score.clamp_min(1e-12).log() - self.KP_VERIFY_WEIGHT * out["kp_residual"].view(B, k)
+        # one crop per peak (direct head, no PnP) picks the hypothesis; only the chosen one is refined: on the tune
+        # session as accurate as refining every peak, ≈ 2× faster (README, "Inference")
+        first = self._follow_crops(crops_of_all, K_full.repeat_interleave(k, 0), centre.flatten(0, 1),
+                                   side.flatten(0, 1) * self.meta.crop_factor, score.flatten(0, 1), 0, resize_crop,
+                                   "direct")
+        verify = score.clamp_min(1e-12).log() - self.KP_VERIFY_WEIGHT * first["kp_residual"].view(B, k)
         verify = torch.where(score > 0, verify, torch.full_like(verify, -torch.inf))
         best = verify.argmax(1)
-        rows = torch.arange(B, device=best.device) * k + best
-        picked = {key: v[rows] for key, v in out.items()}
-        picked["hypothesis"] = best
-        return picked
+        rows = torch.arange(B, device=best.device)
+        out = self._follow_crops(crop_source, K_full, centre[rows, best], side[rows, best] * self.meta.crop_factor,
+                                 score[rows, best], refine_iters, resize_crop, head)
+        out["hypothesis"] = best
+        return out
 
     def _follow_crops(self, crop_source, K_full: torch.Tensor, centre: torch.Tensor, side: torch.Tensor,
                       score: torch.Tensor, refine_iters: int, resize_crop: bool, head: str) -> dict:
