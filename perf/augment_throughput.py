@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import kornia
 import torch
 from torch import nn
 
@@ -107,6 +108,10 @@ def main() -> None:
             for name in IMAGE_PARAMS:
                 aug = ImageRandomizer(space, {name: space.params[name].widest}, jpeg_fraction=1.0, seed=0)
                 ops[f"  op {name} (widest, all samples)"] = (lambda aug=aug: (aug(x), sync()))
+            if dev.type == "cpu":  # the reference the CPU path replaced: kornia's differentiable codec
+                q = torch.full((args.batch,), 65.0)
+                ops["  op jpeg_quality, kornia codec (ref)"] = \
+                    lambda: kornia.enhance.jpeg_codec_differentiable(x, q)
             for label, r in _time_interleaved(ops, args.batch, max(3, args.repeats // 2), warmup=1).items():
                 print(f"{s:>5} {label:<34} {r:>9.0f}")
         fastest_model = max(r for label, r in rows if label.startswith("train step"))

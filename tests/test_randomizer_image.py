@@ -99,3 +99,20 @@ def test_runs_on_cuda_and_replays():
     y = aug(x)
     assert y.device == x.device
     assert torch.equal(aug(x, aug.last_params), y)
+
+
+def test_cpu_jpeg_is_a_real_codec_close_to_kornias():
+    """The CPU path (OpenCV's libjpeg) agrees with kornia's differentiable codec (the other devices' path) to within
+    JPEG's own error, loses more at lower quality, and keeps each colour in its channel."""
+    import kornia
+    from randomizer.image import jpeg_round_trip
+    x = _batch(b=4, h=64, w=64)
+    q = torch.tensor([15.0, 40.0, 70.0, 95.0])
+    ours, ref = jpeg_round_trip(x, q), kornia.enhance.jpeg_codec_differentiable(x, q).clamp(0, 1)
+    err = (ours - x).abs().flatten(1).mean(1)
+    assert (err[:-1] > err[1:]).all() and err[-1] < 0.01
+    assert float((ours - ref).abs().mean()) < 0.5 * float(err[0])
+    red = torch.zeros(1, 3, 32, 32)
+    red[:, 0] = 0.9
+    out = jpeg_round_trip(red, torch.tensor([50.0]))
+    assert out[0, 0].mean() > 0.8 and out[0, 2].mean() < 0.1
