@@ -63,7 +63,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
               help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, or the direct 6-D/depth "
                    "regression (default: the one the model was trained to report).")
 @click.option("--hypotheses", type=click.IntRange(min=1), default=None,
-              help="Follow this many peaks of the localizer's map and keep the one whose keypoints agree best "
+              help="Look at this many peaks of the localizer's map and refine the one whose keypoints agree best "
                    "(helps on cluttered desks; default: the model's setting — 3 for models trained with the default "
                    "profile, 1 for quick ones and older checkpoints).")
 def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, device, diagnostic_gt_crop, head,
