@@ -62,6 +62,10 @@ def test_end_to_end_predict_bop(tiny_data, tiny_model, tmp_path):
     assert card["pipeline"] == "none" and card["dataset"]["content_hash"]
     assert np.isfinite(card["val_metrics"]["val_re_med_deg"])
     assert (tiny_model.parent / "curves.csv").read_text().count("\n") == 3  # header + 2 epochs
+    # the GT-crop diagnostic (a second validation pass) only every GT_CROP_EVERY epochs and at the last one
+    hist = torch.load(tiny_model, weights_only=True)["history"]
+    assert "val_re_med_deg_gtcrop" not in hist[0] and np.isfinite(hist[-1]["val_re_med_deg_gtcrop"])
+    assert np.isfinite(card["val_metrics"]["val_te_med_mm_gtcrop"])
     assert (tiny_model.parent / "curves.png").is_file()
     root = tmp_path / "bop"
     _bop_from_synthetic(tiny_data, root, 5)
