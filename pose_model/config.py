@@ -49,7 +49,7 @@ class TrainConfig:
     refine_iters: int = 2             # at test time: re-crop around the current estimate this many times (2: chosen
                                       # on the tune session: 10.6° → 8.8°, te flat; 3 no better)
     resize_crop: bool = True          # … re-sizing the crop from the estimate too (False: re-centre only, as before)
-    hypotheses: int = 3               # at test time: localizer peaks followed through the crop refinement
+    hypotheses: int = 3               # at test time: localizer peaks looked at, the best one refined
                                       # (PoseModel.infer); 3: chosen on the tune session (8 models: te lower or
                                       # equal in 7; 5 = 3)
     sym_split: bool = False           # True: rotation modulo the shape's 24 symmetries + a classifier (PoseModel)

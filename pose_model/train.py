@@ -3,8 +3,7 @@
 One loop, one optimizer, one progress bar. Every epoch: reseed every random stream from (seed, epoch)
 (so `--resume` from an epoch checkpoint continues exactly like an uninterrupted run), train, validate end
 to end on the held-out split (through the localizer; on ground-truth crops too, as a diagnostic, every
-GT_CROP_EVERY epochs and at the last), write the
-checkpoint atomically, the curves and the model card.
+GT_CROP_EVERY epochs and at the last), write the checkpoint atomically, the curves and the model card.
 
 Several processes (`torchrun --nproc_per_node N cli.py train ...`: DDP, NCCL on GPUs, gloo on CPU) train
 one model with the same GLOBAL batch as one process: every rank draws the same batch and crop jitter from
