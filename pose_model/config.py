@@ -20,6 +20,8 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None      # start from this checkpoint's weights (fine-tuning; its model sizes win)
     freeze_bn: bool = False           # keep every batch-norm layer's statistics (fine-tuning on a few photos)
+    mix_data: str | None = None       # co-training: every epoch adds as many samples of this dataset's train split
+                                      # as --data's train split has, drawn afresh (the fine-tune's synthetic anchor)
     space: str | None = None          # parameter space YAML (dr/adr); None = the one in the dataset's manifest
     loc_data: str | None = None       # the localizer's frames from this dataset (same camera and object); None: --data.
                                       # The two nets train apart (own losses, own weights), so each may see other data
@@ -86,6 +88,8 @@ class TrainConfig:
         if spec.loc_dataset and not self.loc_data:
             raise UserError(f"--pipeline {self.pipeline}: --loc-data is required (a {spec.loc_dataset!r} dataset "
                             f"for the localizer's frames)")
+        if self.mix_data and self.pipeline == "adr":
+            raise UserError("mix_data: not with --pipeline adr (its training set is ADR's rolling render buffer)")
         if self.loc_data and self.pipeline == "adr":
             raise UserError("--loc-data: not with --pipeline adr (its localizer trains on ADR's own renders)")
         if not self.out:

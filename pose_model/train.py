@@ -89,6 +89,24 @@ def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_
     return loc, torch.as_tensor(split_indices(len(loc), val_frac)[0]), ds.manifest.get("content_hash")
 
 
+def add_mix_data(data: PoseData, path: str, manifest: dict, spec, val_frac: float):
+    """--data's samples followed by those of the co-training set `path` (same object, camera and crop size) →
+    (combined PoseData, indices of the mix set's train split in it, its content hash)."""
+    try:
+        ds = _load_dataset(path)
+    except UserError as e:
+        raise UserError(f"mix_data: {e}") from None
+    if ds.spec.name != spec.name:
+        raise UserError(f"mix_data {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
+    for key in ("frame_hw", "full_hw", "crop_px"):
+        if list(np.atleast_1d(ds.manifest[key])) != list(np.atleast_1d(manifest[key])):
+            raise UserError(f"mix_data {path}: {key}: {ds.manifest[key]}, but --data has {manifest[key]}")
+    mix = PoseData.from_dataset(ds)
+    n = len(data)
+    both = PoseData(**{f: torch.cat([getattr(data, f), getattr(mix, f)]) for f in data.__dataclass_fields__})
+    return both, n + split_indices(len(mix), val_frac)[0], ds.manifest.get("content_hash")
+
+
 def space_for(cfg: TrainConfig, ds):
     """(parameter space, where it came from): --space when given, else the space the dataset was rendered with
     (its manifest's randomization.space), else the shipped default (real-photo datasets record none)."""
@@ -257,6 +275,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if hasattr(pipeline, "attach"):
         pipeline.attach(ds.params[:len(data)], train_idx)
     spec = ds.spec
+    mix_idx, mix_hash = None, None
+    if cfg.mix_data:
+        data, mix_idx, mix_hash = add_mix_data(data, cfg.mix_data, manifest, spec, cfg.val_frac)
     loc, loc_hash = None, None
     if cfg.loc_data:
         loc_frames, loc_idx, loc_hash = load_loc_data(cfg.loc_data, manifest, spec, cfg.max_samples, cfg.val_frac)
@@ -278,14 +299,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     opt = torch.optim.AdamW([{"params": model.localizer.parameters(), "lr_scale": cfg.loc_lr / cfg.lr},
                              {"params": model.regressor.parameters(), "lr_scale": 1.0}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size)
+    n_epoch = len(train_idx) * (2 if mix_idx is not None else 1)
+    steps_per_epoch = pipeline.steps_per_epoch(n_epoch, cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     start_epoch, rows, train_time = 0, [], 0.0
 
     if cfg.resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, map_location=device)
         if ck.get("dataset_hash") != manifest.get("content_hash") or ck["config"]["pipeline"] != cfg.pipeline \
-                or ck.get("loc_dataset_hash") != loc_hash:
+                or ck.get("loc_dataset_hash") != loc_hash or ck.get("mix_dataset_hash") != mix_hash:
             raise UserError(f"{ckpt_path}: --resume: the checkpoint was trained on another dataset or pipeline")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -324,7 +346,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                     if isinstance(mod, torch.nn.BatchNorm2d):
                         mod.eval()
             t0, n_img, sums, n_b = time.perf_counter(), 0, {}, 0
-            for idx, ctx in pipeline.batches(train_idx, cfg.batch_size, rng):
+            epoch_idx = train_idx if mix_idx is None else \
+                np.concatenate([train_idx, rng.choice(mix_idx, len(train_idx), replace=len(mix_idx) < len(train_idx))])
+            for idx, ctx in pipeline.batches(epoch_idx, cfg.batch_size, rng):
                 for g in opt.param_groups:  # one schedule, each module at its own peak
                     g["lr"] = lr_at(step, total, cfg) * g["lr_scale"]
                 b = torch.as_tensor(idx)
@@ -370,7 +394,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
                   "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
                   "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
-                  "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash,
+                  "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash, "mix_dataset_hash": mix_hash,
                   "code_version": code_version(), "seed": cfg.seed,
                   "world_size": world}
             atomic_torch_save(ck, ckpt_path)
@@ -431,6 +455,8 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
                     "randomization": _brief_randomization(manifest.get("randomization")), "refined_by": manifest.get("refined_by")},
         "loc_dataset": ({"path": ck["config"]["loc_data"], "content_hash": ck.get("loc_dataset_hash")}
                         if ck["config"].get("loc_data") else None),
+        "mix_dataset": ({"path": ck["config"]["mix_data"], "content_hash": ck.get("mix_dataset_hash")}
+                        if ck["config"].get("mix_data") else None),
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
         "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
         "init_from": ck["config"].get("init_from")})

@@ -160,6 +160,24 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     card = json.loads((out.parent / "model_card.json").read_text())
     assert card["init_from"] == str(ckpt) and card["pipeline"] == "oracle" and card["epochs_done"] == 2
     assert card["dataset"]["path"] == str(data) and card["dataset"]["n"] == 18
+    # co-trained (the default) with the sim model's own training set: half of every epoch's samples
+    assert card["mix_dataset"] == {"path": str(ds_dir), "content_hash": ds.manifest["content_hash"]}
+    steps = [r["step"] for r in torch.load(out, weights_only=False)["history"]]
+    n_fit = 18 - 2                                      # the fine-tune's validation split (10 %) is left out
+    assert steps == [2 * n_fit // 8, 4 * n_fit // 8]
+    alone = finetune(ckpt, data, tmp_path / "ft_alone", root, epochs=2, batch_size=8, device="cpu", co_train=False)
+    card = json.loads((alone.parent / "model_card.json").read_text())
+    assert card["mix_dataset"] is None and card["config"]["mix_data"] is None
+    assert [r["step"] for r in torch.load(alone, weights_only=False)["history"]] == [n_fit // 8, 2 * n_fit // 8]
+    gone = torch.load(ckpt, weights_only=False)
+    gone["config"]["data"] = str(tmp_path / "moved")
+    torch.save(gone, tmp_path / "gone.pt")
+    with pytest.raises(UserError, match="config.data: the sim model's training set .*moved.* is not there"):
+        finetune(tmp_path / "gone.pt", data, tmp_path / "ft_gone", root, epochs=1, device="cpu")
+    other = real_to_dataset(root, [1], ds.spec, tmp_path / "data_48", frame_width=96, crop_px=48)
+    with pytest.raises(UserError, match="mix_data .*data_48: crop_px: 48, but --data has 64"):
+        train(make_config("quick", data=str(ds_dir), out=str(tmp_path / "mixbad"), device="cpu", mix_data=str(other)),
+              progress=False)
     # the fine-tune started from the sim model's weights (not from scratch), and moved them
     sim = torch.load(ckpt, weights_only=False)["model"]
     ft = torch.load(out, weights_only=False)["model"]
