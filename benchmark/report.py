@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.analysis import HIGHER_IS_BETTER, METRIC_WORDS, PAIRED_METRICS, signed, find_pair, read_per_image
 from core.io import atomic_write_json, atomic_write_text
+from pose_model.registry import SIM_PIPELINES
 
 COLUMNS = [  # (metrics key, header, format): the main table (mean over seeds [seed + instant bootstrap 95 %])
     ("ar", "AR", "{:.3f}"),
@@ -260,7 +261,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
 
     quick = meta["profile"] == "quick"
     cmd = "sim2real benchmark " + " ".join(
-        f"--{k} {v}" for k, v in meta["command"].items() if v is not None and k != "pipelines")
+        f"--{k} {','.join(v) if isinstance(v, list) else v}" for k, v in meta["command"].items()
+        if v is not None and not (k == "pipelines" and tuple(v) == tuple(SIM_PIPELINES)))
     secs = _sections(rows, meta, analysis)
     md: list[str] = []
     if quick:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -212,12 +212,16 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
                   seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
                   pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
                   workers: int | None = None, ray_address: str | None = None, tune: str = TUNE_SESSION,
-                  report: str = REPORT_SESSION) -> Path:
-    """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
+                  report: str = REPORT_SESSION, epochs: int | None = None) -> Path:
+    """Run (or resume) the benchmark (epochs: the sim pipelines' training epochs, default the profile's). The grid of refiner, trainings and scorings runs as tasks of a
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
     single record: this process writes it as each task finishes."""
     prof = pick_profile(PROFILES, profile)
     seeds = prof.seeds if seeds is None else seeds
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs {epochs}: expected at least 1")
+        prof = replace(prof, train_overrides={**prof.train_overrides, "epochs": epochs})
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
@@ -230,7 +234,8 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         session_split(prepare_real(real, None, log), tune, report)
     from core.executor import make_executor
     with make_executor(executor, workers or prof.workers, ray_address) as ex:  # joins a cluster before writing
-        return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log, tune, report)
+        return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log, tune, report,
+                    epochs)
 
 
 def _device_for(ex, device: str) -> tuple[str, float]:
@@ -249,7 +254,7 @@ def _device_for(ex, device: str) -> tuple[str, float]:
 
 def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, seeds: int, out: Path,
          device: str, pipelines: tuple[str, ...], log, tune: str = TUNE_SESSION,
-         report: str = REPORT_SESSION) -> Path:
+         report: str = REPORT_SESSION, epochs: int | None = None) -> Path:
     dev, gpus = _device_for(ex, device)
     out.mkdir(parents=True, exist_ok=True)
     # --from as an absolute path: `../shared/...` and `/work/shared/...` are the same run (resume matches either)
@@ -257,6 +262,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
             "pipelines": list(pipelines)}
     if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
         args.update(tune=tune, report=report)
+    if epochs is not None:
+        args["epochs"] = epochs
     stages = StageLog(out, args)
     t_start = time.time()
 
