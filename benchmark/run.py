@@ -31,9 +31,11 @@ from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
 from pose_model.registry import PIPELINES, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
-# The sim pipeline the fine-tune row starts from: the best source inside the TUNE session (fit scenes 1–2, score
-# scene 3, seeds 0–1 of the 655b80a run, 3 peaks): median te / re after the fine-tune hybrid-dr 18.4 mm / 24.0°,
-# image-dr 27.6 / 23.3, dr 21.0 / 30.9, simgan+dr 67.6 / 30.9. Never chosen on the report session.
+# The sim pipeline the fine-tune row starts from: the best source inside the TUNE session, split by capture instants
+# (fit on half of the instants, score the other half, both ways; seeds 0–2 of the 2e1a777 run; co-trained fine-tune
+# of pose_model/finetune.py): mean over seeds of the median te / re after the fine-tune: hybrid-dr 13.7 mm / 20.9°,
+# dr 19.2 / 32.7, simgan+dr 48.5 / 29.1, image-dr 107.1 / 24.2 (its localizer, trained on nominal frames, misses the
+# cube on the tune session's desk). Never chosen on the report session.
 FINETUNE_FROM = "hybrid-dr"
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 

@@ -141,6 +141,7 @@ CASES = [
     ("randomizer seed -1", ["randomizer", "show", "--out", "{o}", "--seed", "-1"], "--seed"),
     ("randomizer n 0", ["randomizer", "show", "--out", "{o}", "--n", "0"], "--n"),
     ("benchmark seeds 0", ["benchmark", "--seeds", "0", "--out", "{o}"], "--seeds"),
+    ("benchmark epochs 0", ["benchmark", "--epochs", "0", "--out", "{o}"], "--epochs"),
     # --- output of the wrong kind ---
     ("train out is a file", ["train", "--data", "{d}/ds", "--out", "{d}/file.txt"], "file.txt"),
     ("generate out is a file", ["generate", "--n", "4", "--out", "{d}/file.txt"], "file.txt"),

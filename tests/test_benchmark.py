@@ -116,9 +116,14 @@ def test_results_schema_rows_summary_paired(quick_report):
 def test_two_seeds_train_two_refiners(shared_real, tmp_path):
     out = tmp_path / "two"
     r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--seeds", "2",
-               "--pipelines", "simgan", "--out", str(out))
+               "--pipelines", "simgan", "--epochs", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
+    for row in res["rows"]:               # --epochs: the sim pipelines' trainings only (quick trains 2 otherwise)
+        if row["pipeline"] == "simgan":
+            card = json.loads((out / row["checkpoint"]).with_name("model_card.json").read_text())
+            assert card["epochs_done"] == card["config"]["epochs"] == 1
+    assert "--epochs 1" in (out / "report.md").read_text() and "--pipelines simgan" in (out / "report.md").read_text()
     assert sorted((r["pipeline"], r["seed"]) for r in res["rows"]) == [
         ("mean-pose", 0), ("oracle (real, other session)", 0), ("oracle (real, other session)", 1),
         ("simgan", 0), ("simgan", 1)]
