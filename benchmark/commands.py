@@ -32,7 +32,8 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--tune", default="data", show_default=True,
               help="Session for the refiner (unlabelled), the oracle and any tuning (a session of --real).")
 @click.option("--report", default="test1", show_default=True, help="Session every reported number is on.")
-def benchmark(real, from_dir, profile, seeds, epochs, out, device, pipelines, executor, workers, ray_address, tune, report):
+def benchmark(real, from_dir, profile, seeds, epochs, out, device, pipelines, executor, workers, ray_address, tune,
+              report):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark

@@ -215,9 +215,10 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
                   pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
                   workers: int | None = None, ray_address: str | None = None, tune: str = TUNE_SESSION,
                   report: str = REPORT_SESSION, epochs: int | None = None) -> Path:
-    """Run (or resume) the benchmark (epochs: the sim pipelines' training epochs, default the profile's). The grid of refiner, trainings and scorings runs as tasks of a
+    """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
-    single record: this process writes it as each task finishes."""
+    single record: this process writes it as each task finishes. epochs: the sim pipelines' training
+    epochs (None: the profile's); the oracle and the fine-tune keep theirs."""
     prof = pick_profile(PROFILES, profile)
     seeds = prof.seeds if seeds is None else seeds
     if epochs is not None:
