@@ -70,19 +70,26 @@ def _load_dataset(path: str):
     return SyntheticDataset(path)
 
 
-def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_frac: float):
-    """The localizer's own frames (train --loc-data): → (PoseData, train indices). The dataset must be of the same
-    object and camera as --data; its validation split is left out like --data's."""
+def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[str, ...], why: str = ""):
+    """A second dataset beside --data (--loc-data, mix_data): loaded with errors that name `flag`, and refused
+    unless its object and the manifest `keys` match --data's."""
     try:
         ds = _load_dataset(path)
     except UserError as e:  # name the flag: two dataset folders are in play
-        raise UserError(f"--loc-data: {e}") from None
+        raise UserError(f"{flag}: {e}") from None
     if ds.spec.name != spec.name:
-        raise UserError(f"--loc-data {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
-    for key in ("frame_hw", "full_hw"):
-        if list(ds.manifest[key]) != list(manifest[key]):
-            raise UserError(f"--loc-data {path}: {key}: {ds.manifest[key]}, but --data has {manifest[key]} "
-                            f"(the localizer needs frames of the same camera)")
+        raise UserError(f"{flag} {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
+    for key in keys:
+        if list(np.atleast_1d(ds.manifest[key])) != list(np.atleast_1d(manifest[key])):
+            raise UserError(f"{flag} {path}: {key}: {ds.manifest[key]}, but --data has {manifest[key]}{why}")
+    return ds
+
+
+def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_frac: float):
+    """The localizer's own frames (train --loc-data): → (PoseData, train indices). The dataset must be of the same
+    object and camera as --data; its validation split is left out like --data's."""
+    ds = _companion_dataset(path, "--loc-data", manifest, spec, ("frame_hw", "full_hw"),
+                            " (the localizer needs frames of the same camera)")
     loc = PoseData.from_dataset(ds, max_samples)
     if len(loc) < 2:
         raise UserError(f"--loc-data {path}: need at least 2 samples, found {len(loc)}")
@@ -92,19 +99,10 @@ def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_
 def add_mix_data(data: PoseData, path: str, manifest: dict, spec, val_frac: float):
     """--data's samples followed by those of the co-training set `path` (same object, camera and crop size) →
     (combined PoseData, indices of the mix set's train split in it, its content hash)."""
-    try:
-        ds = _load_dataset(path)
-    except UserError as e:
-        raise UserError(f"mix_data: {e}") from None
-    if ds.spec.name != spec.name:
-        raise UserError(f"mix_data {path}: object: {ds.spec.name!r}, but --data is of {spec.name!r}")
-    for key in ("frame_hw", "full_hw", "crop_px"):
-        if list(np.atleast_1d(ds.manifest[key])) != list(np.atleast_1d(manifest[key])):
-            raise UserError(f"mix_data {path}: {key}: {ds.manifest[key]}, but --data has {manifest[key]}")
+    ds = _companion_dataset(path, "mix_data", manifest, spec, ("frame_hw", "full_hw", "crop_px"))
     mix = PoseData.from_dataset(ds)
-    n = len(data)
     both = PoseData(**{f: torch.cat([getattr(data, f), getattr(mix, f)]) for f in data.__dataclass_fields__})
-    return both, n + split_indices(len(mix), val_frac)[0], ds.manifest.get("content_hash")
+    return both, len(data) + split_indices(len(mix), val_frac)[0], ds.manifest.get("content_hash")
 
 
 def space_for(cfg: TrainConfig, ds):
@@ -394,7 +392,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
                   "pipeline_state": pipeline.state_dict(), "pipeline_card": pipeline.card(), "epoch": epoch,
                   "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
-                  "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash, "mix_dataset_hash": mix_hash,
+                  "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash,
+                  "mix_dataset_hash": mix_hash,
                   "code_version": code_version(), "seed": cfg.seed,
                   "world_size": world}
             atomic_torch_save(ck, ckpt_path)
