@@ -16,8 +16,8 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs of every sim pipeline [default: the profile's, 8 for default]. On the tune "
-                   "session 16 localized and oriented the cube better than 8 (README), at twice the training time.")
+              help="Training epochs of every sim pipeline [default: the profile's, 16 for default]. 8 halves the "
+                   "training time; on the tune session it localized and oriented the cube worse (README).")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/latest", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
