@@ -79,9 +79,12 @@ class StageLog:
     def __init__(self, out: Path, args: dict[str, Any]):
         self.path = out / "stages.json"
         self.state = read_json(self.path, "stage log") if self.path.is_file() else {"args": args, "stages": {}}
-        if self.state.get("args") != args:
-            raise UserError(f"{out}: holds a benchmark run with other arguments ({self.state.get('args')}); "
-                            f"use another --out or delete it")
+        old = self.state.get("args") or {}
+        if old != args:
+            diff = "; ".join(f"{k}: {old.get(k, 'not recorded')} there, {args.get(k, 'not recorded')} now"
+                             for k in sorted(set(old) | set(args)) if old.get(k) != args.get(k))
+            raise UserError(f"{out}: holds a benchmark run with other arguments ({diff}); use another --out or "
+                            f"delete it")
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]], log=print) -> dict[str, Any]:
         done = self.state["stages"].get(name)
@@ -239,8 +242,13 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         session_split(prepare_real(real, None, log), tune, report)
     from core.executor import make_executor
     with make_executor(executor, workers or prof.workers, ray_address) as ex:  # joins a cluster before writing
-        return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log, tune, report,
-                    epochs)
+        return _run(ex, real, from_dir, profile, prof, seeds, Path(out), device, pipelines, log, tune, report)
+
+
+def sim_epochs(prof: BenchProfile) -> int:
+    """The sim pipelines' training epochs under a benchmark profile (its override, else the train profile's)."""
+    from pose_model.config import PROFILE_SIZES, TrainConfig
+    return int(prof.train_overrides.get("epochs", PROFILE_SIZES[prof.train_profile].get("epochs", TrainConfig.epochs)))
 
 
 def _device_for(ex, device: str) -> tuple[str, float]:
@@ -259,7 +267,7 @@ def _device_for(ex, device: str) -> tuple[str, float]:
 
 def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, seeds: int, out: Path,
          device: str, pipelines: tuple[str, ...], log, tune: str = TUNE_SESSION,
-         report: str = REPORT_SESSION, epochs: int | None = None) -> Path:
+         report: str = REPORT_SESSION) -> Path:
     dev, gpus = _device_for(ex, device)
     out.mkdir(parents=True, exist_ok=True)
     # --from as an absolute path: `../shared/...` and `/work/shared/...` are the same run (resume matches either)
@@ -267,8 +275,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
             "pipelines": list(pipelines)}
     if (tune, report) != (TUNE_SESSION, REPORT_SESSION):  # only then: earlier runs' stage logs stay valid
         args.update(tune=tune, report=report)
-    if epochs is not None:
-        args["epochs"] = epochs
+    # the effective epochs, given or not: a run of an older default (8) is not resumed with another
+    args["epochs"] = sim_epochs(prof)
     stages = StageLog(out, args)
     t_start = time.time()
 

@@ -147,6 +147,17 @@ def test_rerun_does_no_training(quick_report, shared_real):
         assert res[k] == res_before[k], k
 
 
+def test_rerun_with_other_epochs_is_refused(quick_report, shared_real):
+    """The effective epochs are part of a run's arguments, given or not: a run made under another default is
+    never resumed into a mix of trainings."""
+    log = json.loads((quick_report / "stages.json").read_text())
+    assert log["args"]["epochs"] == 2                       # the quick profile's, though --epochs was not given
+    r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--epochs", "1",
+               "--out", str(quick_report))
+    assert r.returncode == 2 and "epochs: 2 there, 1 now" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads((quick_report / "stages.json").read_text()) == log
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--real", "no-such-set"], "no-such-set"),
     (["--from", "WRONG_TREE"], "src2/ not found"),
