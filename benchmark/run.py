@@ -37,6 +37,7 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # dr 19.2 / 32.7, simgan+dr 48.5 / 29.1, image-dr 107.1 / 24.2 (its localizer, trained on nominal frames, misses the
 # cube on the tune session's desk). Never chosen on the report session.
 FINETUNE_FROM = "hybrid-dr"
+SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 
 
@@ -60,9 +61,9 @@ PROFILES = {
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
                           oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1},
                           refiner_check={"n": 32, "n_patches": 64, "classifier_steps": 20}),
-    # 2-core CPU, 3 seeds of every row, two trainings at once (README: measured time). 16 epochs: chosen on the tune
-    # session (image-dr seeds 0–2, 16 vs 8: photos localized 39 → 50 %, ground-truth-crop re 13.1 → 10.5°; 24 better
-    # still but 3× the 8-epoch time); `--epochs 8` halves the training for a quicker, less accurate run.
+    # 2-core CPU, 3 seeds of every row, two trainings at once (README: measured time). 16 epochs: chosen on the
+    # tune session (image-dr seeds 0–2, 16 vs 8: photos localized 39 → 50 %, ground-truth-crop re 13.1 → 10.5°;
+    # 24 better still, at 3× the 8-epoch time); `--epochs 8` halves the training for a quicker, less accurate run.
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=3072, train_profile="default", refiner_profile="default",
                             train_overrides={"epochs": 16}, oracle_overrides={"epochs": 60},
@@ -191,11 +192,14 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
 
 
 def _train(data: str | dict[str, Any], out: Path, pipeline: str, prof: BenchProfile, seed: int, device: str,
-           overrides: dict[str, Any]) -> dict[str, Any]:
-    """One (pipeline, seed) training (an executor task); data: a dataset folder or a data stage's result."""
+           overrides: dict[str, Any], regressor_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One (pipeline, seed) training (an executor task); data: a dataset folder or a data stage's result;
+    regressor_from: the training stage whose regressor this one shares (hybrid-dr: image-dr's)."""
     from pose_model.config import make_config
     from pose_model.train import train
     data = data["path"] if isinstance(data, dict) else data
+    if regressor_from is not None:
+        overrides = {**overrides, "regressor_from": regressor_from["checkpoint"]}
     cfg = make_config(prof.train_profile, data=data, out=str(out), pipeline=pipeline, seed=seed, device=device,
                       resume=(out / "model.pt").is_file() or (out / "last.pt").is_file(), **overrides)
     t0 = time.time()
@@ -442,10 +446,13 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             over = prof.train_overrides
             if j.pipeline == "adr" and ctx.render_backend != "process":
                 over = {**over, "render_backend": ctx.render_backend}
-            loc_level = PIPELINES[j.pipeline].loc_dataset
+            loc_level, shared = PIPELINES[j.pipeline].loc_dataset, None
             if loc_level:  # the localizer's frames from another rendered set
                 over = {**over, "loc_data": ctx.data[loc_level]["path"]}
-            tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over),
+                # its regressor is image-dr's, step for step (same data, seed, settings): trained once, shared
+                twin = f"train:{SHARES_REGRESSOR_WITH}:s{j.seed}"
+                shared = After(twin) if any(x.train_stage == twin for x in jobs) else None
+            tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over, shared),
                               num_cpus=cpus, num_gpus=ctx.gpus))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
                                                               ctx.report_scenes, run_dir, ctx.dev, prof.n_boot),

@@ -22,6 +22,9 @@ class TrainConfig:
     freeze_bn: bool = False           # keep every batch-norm layer's statistics (fine-tuning on a few photos)
     mix_data: str | None = None       # co-training: every epoch adds as many samples of this dataset's train split
                                       # as --data's train split has, drawn afresh (the fine-tune's synthetic anchor)
+    regressor_from: str | None = None  # take the crop regressor of this checkpoint, frozen, and train the localizer
+                                      # only. It must be the regressor this run would train (same data, seed and
+                                      # regressor settings — hybrid-dr's is image-dr's): the benchmark trains it once
     space: str | None = None          # parameter space YAML (dr/adr); None = the one in the dataset's manifest
     loc_data: str | None = None       # the localizer's frames from this dataset (same camera and object); None: --data.
                                       # The two nets train apart (own losses, own weights), so each may see other data
@@ -90,6 +93,8 @@ class TrainConfig:
                             f"for the localizer's frames)")
         if self.mix_data and self.pipeline == "adr":
             raise UserError("mix_data: not with --pipeline adr (its training set is ADR's rolling render buffer)")
+        if self.regressor_from and (self.pipeline == "adr" or self.init_from or self.w_loc == 0):
+            raise UserError("--regressor-from: not with --pipeline adr, init_from or a frozen localizer")
         if self.loc_data and self.pipeline == "adr":
             raise UserError("--loc-data: not with --pipeline adr (its localizer trains on ADR's own renders)")
         if not self.out:

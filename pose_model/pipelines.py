@@ -2,7 +2,7 @@
 
 A pipeline decides (1) which dataset it accepts, (2) which samples make each batch, (3) how the images
 are randomized on the fly, and (4) what it learns from the task's success (ADR). The training loop only
-calls `check_dataset`, `batches`, `augment`, `report`, `state_dict`/`load_state_dict` and `card`.
+calls `check_dataset`, `batches`, `augment` (or `skip`), `report`, `state_dict`/`load_state_dict` and `card`.
 
 Which dataset each pipeline expects and whether it randomizes images is the registry's word
 (pose_model/registry.py); a dataset of another kind gets one warning.
@@ -81,6 +81,12 @@ class Pipeline:
         if self.randomizer is None:
             return x
         return self.randomizer(x).clamp_(0, 1)
+
+    def skip(self, n: int, height: int, width: int) -> None:
+        """Draw what `augment` would for n images of height × width and apply nothing: a run that leaves out the
+        crops (a shared, frozen regressor) keeps its frames' random stream where the full run has it."""
+        if self.randomizer is not None:
+            self.randomizer.sample_params(n, height, width)
 
     # (4) ------------------------------------------------------------------------------------------
     def report(self, ctx: Any, success: torch.Tensor) -> None:

@@ -85,6 +85,36 @@ def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[s
     return ds
 
 
+# what the crop regressor's training depends on: two runs that agree on these (and on the data and the image
+# randomization) train the same regressor, step for step, whatever their localizers do
+REGRESSOR_KEYS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "max_samples", "val_frac",
+                  "crop_px", "reg_width", "reg_hidden", "crop_factor", "jitter_scale", "jitter_shift", "sym_split",
+                  "head", "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data", "init_from")
+
+
+def shared_regressor(cfg: TrainConfig, manifest: dict, pipeline) -> dict[str, torch.Tensor]:
+    """The regressor weights of cfg.regressor_from, after checking that they are the ones this run would train."""
+    path = cfg.regressor_from
+    ck = load_checkpoint(path)
+    why = "the shared regressor must be the one this run would train"
+    if ck.get("dataset_hash") != manifest.get("content_hash"):
+        raise UserError(f"--regressor-from {path}: trained on another dataset than --data {cfg.data} ({why})")
+    if ck["config"].get("regressor_from"):
+        raise UserError(f"--regressor-from {path}: its regressor was itself shared; name the run that trained it")
+    theirs = ck["config"]
+    for key in REGRESSOR_KEYS:
+        if theirs.get(key) != getattr(cfg, key):
+            raise UserError(f"--regressor-from {path}: config.{key} is {theirs.get(key)!r}, this run's is "
+                            f"{getattr(cfg, key)!r} ({why})")
+    ranges = (ck.get("pipeline_card") or {}).get("image_ranges")
+    if ranges != pipeline.card().get("image_ranges"):
+        raise UserError(f"--regressor-from {path}: pipeline_card.image_ranges differ from this run's ({why})")
+    if ck.get("epoch") != theirs["epochs"] - 1:
+        raise UserError(f"--regressor-from {path}: an unfinished run (epoch {ck.get('epoch', -1) + 1} of "
+                        f"{theirs['epochs']})")
+    return {k[len("regressor."):]: v for k, v in ck["model"].items() if k.startswith("regressor.")}
+
+
 def load_loc_data(path: str, manifest: dict, spec, max_samples: int | None, val_frac: float):
     """The localizer's own frames (train --loc-data): → (PoseData, train indices). The dataset must be of the same
     object and camera as --data; its validation split is left out like --data's."""
@@ -188,6 +218,11 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     bl, b, box = b[lshare], b[share], box_all[share]
     f_src, bl = (data, bl) if loc is None else (loc[0], loc[1][bl % len(loc[1])])
     frames = pipeline.augment(to_float(f_src.frames[bl], device), ctx)
+    if cfg.regressor_from:  # a shared, frozen regressor: the localizer alone, its random streams as in the full run
+        pipeline.skip(len(b), cfg.crop_px, cfg.crop_px)
+        l_loc = model.loc_loss(model.localizer(frames), f_src.centre[bl].to(device),
+                               f_src.crop_box[bl][:, 2].to(device))
+        return cfg.w_loc * l_loc, {"train_loc": l_loc.detach().item()}, torch.zeros(len(b), dtype=torch.bool)
     crops_r = to_float(data.crops[b], device)
     cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
     R, t = data.R[b].to(device), data.t[b].to(device)
@@ -293,6 +328,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
     if init is not None:
         model.load_state_dict(init["model"])
+    if cfg.regressor_from:
+        if world > 1:
+            raise UserError("--regressor-from: one training process only (it trains the localizer alone)")
+        shared = shared_regressor(cfg, manifest, pipeline)
+        model.regressor.load_state_dict(shared)
+        model.regressor.requires_grad_(False)  # AdamW leaves parameters without gradients untouched
     joint: torch.nn.Module = JointForward(model)
     opt = torch.optim.AdamW([{"params": model.localizer.parameters(), "lr_scale": cfg.loc_lr / cfg.lr},
                              {"params": model.regressor.parameters(), "lr_scale": 1.0}],
@@ -314,7 +355,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     elif ckpt_path.exists():  # like `refine train`: never overwrite a run silently
         raise UserError(f"{ckpt_path}: --out already holds a trained model; pass --resume to continue it "
                         f"(or choose another --out)")
-    if start_epoch == 0 and init is None:
+    if start_epoch == 0 and init is None and not cfg.regressor_from:
         with torch.no_grad():  # start the depth head at the data's mean depth code
             b = torch.as_tensor(train_idx[:512])
             K, cb, c = data.K_full[b], data.crop_box[b], data.centre[b]

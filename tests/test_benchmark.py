@@ -78,6 +78,13 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert set(adr["not_absorbed"]) | set(adr["reached"]) <= set(adr["fraction_of_widest"])
     assert "## ADR: the ranges reached" in md
     assert "SimGAN (seed 0) on frames" in md and "SimGAN (seed 0) on crops" in md
+    # hybrid-dr's regressor is image-dr's of the same seed, trained once and shared (the localizer alone trains)
+    import torch
+    ck = {p: torch.load(quick_report / single[p]["checkpoint"], weights_only=True) for p in ("image-dr", "hybrid-dr")}
+    twin = (quick_report / single["image-dr"]["checkpoint"]).resolve()
+    assert Path(ck["hybrid-dr"]["config"]["regressor_from"]).resolve() == twin
+    reg = [k for k in ck["image-dr"]["model"] if k.startswith("regressor.")]
+    assert reg and all(torch.equal(ck["image-dr"]["model"][k], ck["hybrid-dr"]["model"][k]) for k in reg)
 
 
 def test_results_schema_rows_summary_paired(quick_report):

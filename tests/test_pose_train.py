@@ -212,6 +212,27 @@ def test_loc_data_feeds_the_localizer_only(tiny_data, tmp_path):
     loc = [k for k in plain["model"] if k.startswith("localizer.") and plain["model"][k].is_floating_point()]
     assert reg and all(torch.equal(plain["model"][k], mixed["model"][k]) for k in reg)
     assert any(not torch.equal(plain["model"][k], mixed["model"][k]) for k in loc)
+    # --regressor-from (the benchmark's hybrid-dr): image-dr's regressor, frozen; the localizer alone trains — and
+    # comes out bit for bit the one the full hybrid-dr run trains (the image randomizer's stream is kept in step)
+    rkw = {**kw, "pipeline": "image-dr"}
+    image_dr = train(make_config("quick", out=str(tmp_path / "i"), **rkw), progress=False)
+    rkw["pipeline"] = "hybrid-dr"
+    full = torch.load(train(make_config("quick", out=str(tmp_path / "h"), loc_data=str(other), **rkw),
+                            progress=False), weights_only=True)
+    shared = torch.load(train(make_config("quick", out=str(tmp_path / "s"), loc_data=str(other),
+                                          regressor_from=str(image_dr), **rkw), progress=False), weights_only=True)
+    assert all(torch.equal(full["model"][k], shared["model"][k]) for k in full["model"])
+    assert any(not torch.equal(full["model"][k], mixed["model"][k]) for k in loc)  # the randomizer mattered
+    # not a regressor this run would train: refused, naming the field
+    with pytest.raises(UserError, match="--regressor-from .*config.seed"):
+        train(make_config("quick", out=str(tmp_path / "t"), loc_data=str(other), **{**rkw, "seed": 1},
+                          regressor_from=str(image_dr)), progress=False)
+    with pytest.raises(UserError, match="--regressor-from .*another dataset"):
+        train(make_config("quick", out=str(tmp_path / "t"), **{**kw, "data": str(other)},
+                          regressor_from=str(image_dr)), progress=False)
+    with pytest.raises(UserError, match="--regressor-from .*image_ranges"):  # none: no image randomization
+        train(make_config("quick", out=str(tmp_path / "t"), **kw, regressor_from=str(image_dr)), progress=False)
+    assert not (tmp_path / "t" / "model.pt").exists()
     card = json.loads((tmp_path / "b" / "model_card.json").read_text())
     assert card["loc_dataset"]["path"] == str(other)
     assert card["loc_dataset"]["content_hash"] == json.loads((other / "manifest.json").read_text())["content_hash"]
