@@ -264,7 +264,8 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
         ep = [r["epoch"] for r in rows]
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
         for k in ("train_loss", "train_rot", "train_centre", "train_depth", "train_kp", "train_loc"):
-            ax[0].plot(ep, [r[k] for r in rows], label=k)
+            if all(k in r for r in rows):  # a shared, frozen regressor logs no regressor losses
+                ax[0].plot(ep, [r[k] for r in rows], label=k)
         ax[0].set_yscale("log"); ax[0].set_title("training losses"); ax[0].legend(fontsize=7)
         ax[1].plot(ep, [r["val_re_med_deg"] for r in rows], label="end to end")
         gt = [r for r in rows if r.get("val_re_med_deg_gtcrop") is not None]  # every GT_CROP_EVERY epochs

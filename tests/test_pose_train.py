@@ -222,6 +222,7 @@ def test_loc_data_feeds_the_localizer_only(tiny_data, tmp_path):
     shared = torch.load(train(make_config("quick", out=str(tmp_path / "s"), loc_data=str(other),
                                           regressor_from=str(image_dr), **rkw), progress=False), weights_only=True)
     assert all(torch.equal(full["model"][k], shared["model"][k]) for k in full["model"])
+    assert (tmp_path / "s" / "curves.png").is_file()  # its curves have no regressor losses to plot
     assert any(not torch.equal(full["model"][k], mixed["model"][k]) for k in loc)  # the randomizer mattered
     # not a regressor this run would train: refused, naming the field
     with pytest.raises(UserError, match="--regressor-from .*config.seed"):
