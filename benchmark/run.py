@@ -252,7 +252,8 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
 def sim_epochs(prof: BenchProfile) -> int:
     """The sim pipelines' training epochs under a benchmark profile (its override, else the train profile's)."""
     from pose_model.config import PROFILE_SIZES, TrainConfig
-    return int(prof.train_overrides.get("epochs", PROFILE_SIZES[prof.train_profile].get("epochs", TrainConfig.epochs)))
+    default = PROFILE_SIZES[prof.train_profile].get("epochs", TrainConfig.epochs)
+    return int(prof.train_overrides.get("epochs", default))
 
 
 def _device_for(ex, device: str) -> tuple[str, float]:

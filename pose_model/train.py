@@ -89,7 +89,7 @@ def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[s
 # randomization) train the same regressor, step for step, whatever their localizers do
 REGRESSOR_KEYS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "max_samples", "val_frac",
                   "crop_px", "reg_width", "reg_hidden", "crop_factor", "jitter_scale", "jitter_shift", "sym_split",
-                  "head", "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data", "init_from")
+                  "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data", "init_from")
 
 
 def shared_regressor(cfg: TrainConfig, manifest: dict, pipeline) -> dict[str, torch.Tensor]:
