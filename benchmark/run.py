@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -191,6 +192,12 @@ def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, lo
     return {"path": str(out), "content_hash": m["content_hash"], "n": m["n"], "randomization": level}
 
 
+def _bars() -> bool:
+    """Progress bars for a task's training only on a terminal: in a log file two tasks' bars at once were ≈ 1.5 MB
+    of carriage returns per run, burying the stage and epoch lines (which are printed either way)."""
+    return sys.stderr.isatty()
+
+
 def _train(data: str | dict[str, Any], out: Path, pipeline: str, prof: BenchProfile, seed: int, device: str,
            overrides: dict[str, Any], regressor_from: dict[str, Any] | None = None) -> dict[str, Any]:
     """One (pipeline, seed) training (an executor task); data: a dataset folder or a data stage's result;
@@ -203,7 +210,7 @@ def _train(data: str | dict[str, Any], out: Path, pipeline: str, prof: BenchProf
     cfg = make_config(prof.train_profile, data=data, out=str(out), pipeline=pipeline, seed=seed, device=device,
                       resume=(out / "model.pt").is_file() or (out / "last.pt").is_file(), **overrides)
     t0 = time.time()
-    ckpt = train(cfg)
+    ckpt = train(cfg, progress=_bars())
     card = read_json(out / "model_card.json", "model card") if (out / "model_card.json").is_file() else {}
     return {"checkpoint": str(ckpt), "train_seconds": round(card.get("train_time_s", time.time() - t0), 1),
             "val": card.get("val_metrics", {})}
@@ -554,7 +561,7 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
                       device=dev, sessions=(tune,), exclude=tuple(f"test/{sid:06d}/*" for sid in holdout),
                       resume=(rdir / "state.pt").is_file(),
                       **prof.refiner_overrides)
-    ckpt = train_refiner(cfg)
+    ckpt = train_refiner(cfg, progress=_bars())
     refined = Path(out) / f"data_refined{sfx}"
     refine_dataset(ckpt, nominal, refined, device=dev)
     from render.dataset import read_manifest
