@@ -198,7 +198,8 @@ def test_simgan_pipelines_take_a_refined_dataset(tiny_data, tmp_path):
 
 def test_loc_data_feeds_the_localizer_only(tiny_data, tmp_path):
     """--loc-data (pipeline hybrid-dr): the localizer trains on another set's frames, the regressor on --data's
-    crops exactly as without it; the card records the set; a set of another camera or object is refused."""
+    crops exactly as without it; the card records the set; a set of another camera or object is refused.
+    --regressor-from: the localizer alone trains beside a shared, frozen regressor — the same model bit for bit."""
     from render.generate import GenerateConfig, generate_dataset
     other = tmp_path / "other"  # same object and camera, other scenes (render-time randomization)
     generate_dataset(GenerateConfig(object="aruco-cube", n=24, seed=9, frame_width=96, crop_px=64,
