@@ -133,6 +133,8 @@ def test_two_seeds_train_two_refiners(shared_real, tmp_path):
     assert "--epochs 1" in (out / "report.md").read_text() and "--pipelines simgan" in (out / "report.md").read_text()
     # not a terminal: no training progress bars (a log file filled up with them), the epoch lines still printed
     assert "step/s" not in r.stderr and "epoch 1/1: loss" in r.stdout
+    n_tasks = r.stdout.count("[done] ")                # and one line per finished task, counting up to all of them
+    assert n_tasks > 10 and f"({n_tasks}/{n_tasks} tasks)" in r.stdout and "[done] train:simgan:s1 in " in r.stdout
     assert sorted((r["pipeline"], r["seed"]) for r in res["rows"]) == [
         ("mean-pose", 0), ("oracle (real, other session)", 0), ("oracle (real, other session)", 1),
         ("simgan", 0), ("simgan", 1)]
