@@ -319,12 +319,13 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     for t in tasks:
         if t.name in done:
             log(f"[skip] {t.name} (done in {stages.state['stages'][t.name]['seconds']:.0f} s)")
-    n_done = [sum(t.name in done for t in tasks)]
+    n_done = sum(t.name in done for t in tasks)
 
     def finished(t, r, sec: float) -> None:  # recorded at once; one line per task, so a log shows where the run is
+        nonlocal n_done
         stages.record(t.name, r, sec)
-        n_done[0] += 1
-        log(f"[done] {t.name} in {sec:.0f} s ({n_done[0]}/{len(tasks)} tasks)")
+        n_done += 1
+        log(f"[done] {t.name} in {sec:.0f} s ({n_done}/{len(tasks)} tasks)")
     res = ex.run(tasks, known={t.name: done[t.name] for t in tasks if t.name in done},
                  on_start=lambda t: log(f"[run ] {t.name}"), on_done=finished)
     for seed in range(seeds):
