@@ -4,7 +4,7 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   real            the real set (imported from --from into the cache if needed); sessions split into
                   TUNE (refiner, oracle training, any tuning) and REPORT (every number in the table)
   data:<level>    synthetic datasets (nominal, dr, adr-pool), cached by config hash, reused across runs
-  refiner:s<k>    SimGAN (seed k) trained on synthetic frames vs UNLABELLED tune-session images, then applied;
+  refiner:s<k>    SimGAN (seed k) trained on REFINED_FROM (dr) frames vs UNLABELLED tune-session images, then applied;
                   the SimGAN pipelines of seed k train on its output
   train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle), and
                   finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos
@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
-from pose_model.registry import PIPELINES, SIM_PIPELINES
+from pose_model.registry import PIPELINES, REFINED_FROM, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # The sim pipeline the fine-tune row starts from: the best source inside the TUNE session, split by capture instants
 # (fit on half of the instants, score the other half, both ways; seeds 0–2 of the 2e1a777 run; co-trained fine-tune
@@ -298,9 +298,10 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     real_root = Path(stages.run("real", lambda: {"root": str(prepare_real(real, from_dir, log))}, log)["root"])
     tune_scenes, report_scenes = session_split(real_root, tune, report)
 
-    # nominal is always needed: the mean-pose baseline and the refiner start from it
+    # nominal is always needed: the mean-pose baseline starts from it; the SimGAN rows refine REFINED_FROM renders
     levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"}
-                    | {PIPELINES[p].loc_dataset for p in pipelines if PIPELINES[p].loc_dataset})
+                    | {PIPELINES[p].loc_dataset for p in pipelines if PIPELINES[p].loc_dataset}
+                    | ({REFINED_FROM} if any(PIPELINES[p].dataset == "refined" for p in pipelines) else set()))
     data: dict[str, Any] = {
         lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log, executor=ex),
                        log) for lv in levels}
@@ -443,11 +444,11 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                           ctx.report_scenes, ctx.out, prof.n_boot)))
             continue
         if j.refiner_stage and not any(t.name == j.refiner_stage for t in tasks):
-            tasks.append(Task(j.refiner_stage, _refine, (ctx.data["nominal"]["path"], str(ctx.real_root),
+            tasks.append(Task(j.refiner_stage, _refine, (ctx.data[REFINED_FROM]["path"], str(ctx.real_root),
                                                          str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session,
                                                          ctx.refiner_holdout), num_cpus=cpus, num_gpus=ctx.gpus))
             if j.seed == 0:  # the report's realism / label-preservation figures, for the seed-0 refiner
-                tasks.append(Task(REFINER_CHECK, _check_refiner, (After(j.refiner_stage), ctx.data["nominal"]["path"],
+                tasks.append(Task(REFINER_CHECK, _check_refiner, (After(j.refiner_stage), ctx.data[REFINED_FROM]["path"],
                                                                   str(ctx.real_root), str(ctx.out), ctx.refiner_check_session,
                                                                   prof.refiner_check, ctx.dev),
                                   num_cpus=cpus, num_gpus=ctx.gpus))
@@ -557,22 +558,22 @@ def _adr_ranges(ctx: Context, rows: list[dict[str, Any]]) -> dict[str, Any] | No
     return adr_ranges_reached([c["adr_final_ranges"] for c in cards], space)
 
 
-def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0,
+def _refine(synthetic: str, real_root: str, out: str, prof: BenchProfile, dev: str, seed: int = 0,
             tune: str = TUNE_SESSION, holdout: list[int] = ()) -> dict[str, Any]:
-    """SimGAN (seed `seed`) on synthetic crops vs UNLABELLED tune-session images, less the `holdout` scenes
-    (kept for the refiner check), then applied (an executor task). Seed 0 keeps the folder names refiner/ and
-    data_refined/."""
+    """SimGAN (seed `seed`) on the `synthetic` set's frames (REFINED_FROM renders) vs UNLABELLED tune-session
+    images, less the `holdout` scenes (kept for the refiner check), then applied to that set (an executor task).
+    Seed 0 keeps the folder names refiner/ and data_refined/."""
     from refiner.apply import refine_dataset
     from refiner.train import make_config, train_refiner
     sfx = "" if seed == 0 else f"_s{seed}"
     rdir = Path(out) / f"refiner{sfx}"
-    cfg = make_config(prof.refiner_profile, synthetic=nominal, real=real_root, out=str(rdir), seed=seed,
+    cfg = make_config(prof.refiner_profile, synthetic=synthetic, real=real_root, out=str(rdir), seed=seed,
                       device=dev, sessions=(tune,), exclude=tuple(f"test/{sid:06d}/*" for sid in holdout),
                       resume=(rdir / "state.pt").is_file(),
                       **prof.refiner_overrides)
     ckpt = train_refiner(cfg, progress=_bars())
     refined = Path(out) / f"data_refined{sfx}"
-    refine_dataset(ckpt, nominal, refined, device=dev)
+    refine_dataset(ckpt, synthetic, refined, device=dev)
     from render.dataset import read_manifest
     m = read_manifest(refined)
     # what it actually read, from its card (BOP paths test/<scene>/rgb/<im>.jpg): the report's "who saw what"
@@ -584,7 +585,7 @@ def _refine(nominal: str, real_root: str, out: str, prof: BenchProfile, dev: str
             "real_scenes_seen": scenes}
 
 
-def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: str, session: str,
+def _check_refiner(refined: dict[str, Any], synthetic: str, real_root: str, out: str, session: str,
                    sizes: dict[str, Any], dev: str) -> dict[str, Any]:
     """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
     measured against the photos of `session` that the refiner did not read: the tune session's held-back scene
@@ -593,13 +594,18 @@ def _check_refiner(refined: dict[str, Any], nominal: str, real_root: str, out: s
     nothing (the refiner's settings were chosen on held-back tune images, refiner/README.md)."""
     from refiner.report import check_refiner
     cdir = Path(out) / "refiner" / "check"
-    rep = check_refiner(refined["checkpoint"], nominal, real_root, cdir, sessions=(session,), seed=0,
+    rep = check_refiner(refined["checkpoint"], synthetic, real_root, cdir, sessions=(session,), seed=0,
                         device=dev, **sizes)
     return {"dir": str(cdir), "summary": rep["summary"], "realism": rep["realism"],
             "realism_cube_centred": rep["realism_cube_centred"], "label_preservation": rep["label_preservation"],
             "label_preservation_frames": rep["label_preservation_frames"], "session": session,
-            "n_real_images": rep["realism_real"]["n_images"],
+            "n_real_images": rep["realism_real"]["n_images"], "data_level": _level_of(synthetic),
             "n_samples": rep["n_samples"]}
+
+
+def _level_of(dataset: str) -> str:
+    from render.dataset import read_manifest
+    return read_manifest(dataset)["randomization"]["level"]
 
 
 def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: Path, tune_session: str, seed: int,

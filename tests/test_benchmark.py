@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"none", "image-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr", "oracle (real, other session)",
+ROWS = {"none", "image-dr", "render-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr", "oracle (real, other session)",
         "mean-pose", "sim→real fine-tune (hybrid-dr)"}
 
 
@@ -60,6 +60,7 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     held = ref["held back for the refiner check (never read by a refiner)"]
     assert held == meta["tune_scenes"][-1:] and not set(held) & set(ref["scenes read (refiner cards)"])
     assert chk["session"] == meta["tune_session"] and chk["n_real_images"] > 0
+    assert chk["data_level"] == "dr"  # the refiner refines the render-time-DR set (registry.REFINED_FROM)
     assert "## SimGAN refiner check (seed 0)" in md
     # rig rows: every sim-trained model's predictions fused over the three cameras, kept out of the ranking
     rig = {r["pipeline"] for r in res["rig_rows"]}

@@ -20,6 +20,8 @@ PAIRED = [
     _pair("image-dr", "dr", "re_deg_median", -15, -20, -9),
     _pair("simgan+dr", "image-dr", "ar", 0.02, -0.03, 0.07), _pair("simgan+dr", "image-dr", "te_mm_median", -1, -3, 2),
     _pair("simgan+dr", "image-dr", "re_deg_median", 0.5, -2, 3),
+    _pair("simgan+dr", "dr", "ar", 0.12, 0.04, 0.20), _pair("simgan+dr", "dr", "te_mm_median", -6, -10, -2),
+    _pair("simgan+dr", "dr", "re_deg_median", -14.5, -20, -9),
     _pair("adr", "dr", "ar", -0.10, -0.15, -0.04), _pair("adr", "dr", "te_mm_median", 40, 20, 60),
     _pair("adr", "dr", "re_deg_median", 25, 10, 40),
     _pair("simgan+dr", "mean-pose", "ar", 0.32, 0.25, 0.40),
@@ -40,7 +42,8 @@ def test_ranking_and_generated_verdict():
     assert [c["effect"].split(" ")[0] for c in ctl] == ["refiner", "render-time", "ADR"]
     text = " ".join(verdict(SUMMARY, PAIRED, rank))
     assert "**simgan+dr** comes first" in text and "it is not resolved from **image-dr**" in text
-    assert "Refiner (simgan+dr − image-dr): no difference is resolved" in text
+    # the refiner's control pairs it with dr (the same renders and image randomization, no refiner)
+    assert "Refiner (simgan+dr − dr): simgan+dr is better on median te, median re, AR" in text
     # dr − image-dr: every difference resolved against dr
     assert "Render-time DR (dr − image-dr): worse on median te, median re, AR" in text
     assert "ADR vs DR (adr − dr): worse on" in text
