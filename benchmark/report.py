@@ -118,7 +118,9 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         ctl_rows.append([c["effect"], *[_diff_cell(c["metrics"][m]) for m in PAIRED_METRICS]])
     secs.append(("Controls: what each method adds", [
         "Each effect is a difference of two rows on the same images: image-dr = nominal renders + image-level "
-        "randomization only (no refiner, no render-time randomization). Lower te/re and higher AR are better."],
+        "randomization only (no refiner, no render-time randomization); render-dr = the render-time-DR renders "
+        "without image-level randomization; simgan and simgan+dr train on those renders refined. Lower te/re and "
+        "higher AR are better."],
         ctl_rows if len(ctl_rows) > 1 else None, [] if len(ctl_rows) > 1 else
         ["(a control needs its two pipelines in --pipelines)"]))
     headers = ["pipeline", *[h for _, h, _ in COLUMNS], "seeds", "n images", "train s"]

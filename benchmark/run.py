@@ -38,9 +38,11 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # dr 19.2 / 32.7, simgan+dr 48.5 / 29.1, image-dr 107.1 / 24.2 (its localizer, trained on nominal frames, misses the
 # cube on the tune session's desk). Re-checked the same way with the 16-epoch models of the a74091a run: hybrid-dr
 # 14.0 mm / 13.4°, adr 12.3 / 13.9, dr 15.1 / 13.2, simgan+dr 27.7 / 17.9, image-dr 51.2 / 19.8; against hybrid-dr
-# no source is resolved better (adr te −1.7 mm [−5.8, +3.2], re +0.5° [−7.2, +9.2]), so it stays.
-# Never chosen on the report session.
-FINETUNE_FROM = "hybrid-dr"
+# no source is resolved better (adr te −1.7 mm [−5.8, +3.2], re +0.5° [−7.2, +9.2]). With the render-dr row and SimGAN
+# on dr renders (3d2f9e3 run): render-dr 12.0 mm / 7.8°, simgan 13.7 / 9.1; render-dr − hybrid-dr te −2.0 mm
+# [−6.8, +5.9], re −5.6° [−10.9, −2.0] (resolved better), so render-dr it is (simgan − render-dr te +1.8, re +1.2, not
+# resolved). Never chosen on the report session (disclosure: render-dr's report-session rows were already written).
+FINETUNE_FROM = "render-dr"
 SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 

@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = {"none", "image-dr", "render-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr", "oracle (real, other session)",
-        "mean-pose", "sim→real fine-tune (hybrid-dr)"}
+        "mean-pose", "sim→real fine-tune (render-dr)"}
 
 
 def _bench(*args):
@@ -112,8 +112,9 @@ def test_results_schema_rows_summary_paired(quick_report):
         assert c["resolved"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
         a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
         assert c["diff"] == pytest.approx(a - b)
-    assert [c["effect"].split(" ")[0] for c in res["controls"]] == ["refiner", "render-time", "render-DR", "ADR",
-                                                                      "SimGAN"]
+    assert [c["effect"] for c in res["controls"]] == [
+        "refiner (simgan − render-dr)", "refiner under image DR (simgan+dr − dr)", "image DR on DR renders (dr − render-dr)",
+        "render-time DR (dr − image-dr)", "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)"]
     md = (quick_report / "report.md").read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]
