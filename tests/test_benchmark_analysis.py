@@ -43,7 +43,7 @@ def test_ranking_and_generated_verdict():
     text = " ".join(verdict(SUMMARY, PAIRED, rank))
     assert "**simgan+dr** comes first" in text and "it is not resolved from **image-dr**" in text
     # the refiner's control pairs it with dr (the same renders and image randomization, no refiner)
-    assert "Refiner (simgan+dr − dr): simgan+dr is better on median te, median re, AR" in text
+    assert "Refiner under image DR (simgan+dr − dr): simgan+dr is better on median te, median re, AR" in text
     # dr − image-dr: every difference resolved against dr
     assert "Render-time DR (dr − image-dr): worse on median te, median re, AR" in text
     assert "ADR vs DR (adr − dr): worse on" in text
