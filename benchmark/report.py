@@ -181,8 +181,8 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     chk = meta.get("refiner_check")
     if chk:
         secs.append(("SimGAN refiner check (seed 0)", [
-            f"`refiner/report.check_refiner` on {chk.get('n_samples', '?')} {chk.get('data_level', 'nominal')} renders; "
-            f"realism against "
+            f"`refiner/report.check_refiner` on {chk.get('n_samples', '?')} {chk.get('data_level', 'nominal')} "
+            f"renders; realism against "
             f"{chk.get('n_real_images', '?')} photos of session `{chk['session']}` that no refiner read "
             + ("(the tune session's held-back scene" if chk["session"] == meta["tune_session"] else "(the report session")
             + "; the cube-centred windows are centred by the photos' labels; a score, nothing is chosen by it). "

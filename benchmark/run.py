@@ -6,7 +6,8 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
   data:<level>    synthetic datasets (nominal, dr, adr-pool), cached by config hash, reused across runs
   refiner:s<k>    SimGAN (seed k) trained on REFINED_FROM (dr) frames vs UNLABELLED tune-session images, then applied;
                   the SimGAN pipelines of seed k train on its output
-  train:<p>:s<k>  the pose model for pipeline p, seed k (none, image-dr, dr, adr, simgan, simgan+dr, oracle), and
+  train:<p>:s<k>  the pose model for pipeline p, seed k (pose_model/registry.py: none, image-dr, render-dr, dr, adr,
+                  hybrid-dr, simgan, simgan+dr, oracle), and
                   finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
   fuse:<p>:s<k>   a calibrated rig (extrinsics + capture instants in the real set): the same predictions fused
@@ -38,10 +39,11 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # dr 19.2 / 32.7, simgan+dr 48.5 / 29.1, image-dr 107.1 / 24.2 (its localizer, trained on nominal frames, misses the
 # cube on the tune session's desk). Re-checked the same way with the 16-epoch models of the a74091a run: hybrid-dr
 # 14.0 mm / 13.4°, adr 12.3 / 13.9, dr 15.1 / 13.2, simgan+dr 27.7 / 17.9, image-dr 51.2 / 19.8; against hybrid-dr
-# no source is resolved better (adr te −1.7 mm [−5.8, +3.2], re +0.5° [−7.2, +9.2]). With the render-dr row and SimGAN
-# on dr renders (3d2f9e3 run): render-dr 12.0 mm / 7.8°, simgan 13.7 / 9.1; render-dr − hybrid-dr te −2.0 mm
-# [−6.8, +5.9], re −5.6° [−10.9, −2.0] (resolved better), so render-dr it is (simgan − render-dr te +1.8, re +1.2, not
-# resolved). Never chosen on the report session (disclosure: render-dr's report-session rows were already written).
+# no source is resolved better (adr te −1.7 mm [−5.8, +3.2], re +0.5° [−7.2, +9.2]). With the render-dr row and
+# SimGAN on dr renders (3d2f9e3 run): render-dr 12.0 mm / 7.8°, simgan 13.7 / 9.1; render-dr − hybrid-dr te −2.0 mm
+# [−6.8, +5.9], re −5.6° [−10.9, −2.0] (resolved better), so render-dr it is (simgan − render-dr te +1.8, re +1.2,
+# not resolved). Never chosen on the report session (disclosure: render-dr's report-session rows were already
+# written).
 FINETUNE_FROM = "render-dr"
 SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
@@ -450,9 +452,9 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                          str(ctx.out), prof, ctx.dev, j.seed, ctx.tune_session,
                                                          ctx.refiner_holdout), num_cpus=cpus, num_gpus=ctx.gpus))
             if j.seed == 0:  # the report's realism / label-preservation figures, for the seed-0 refiner
-                tasks.append(Task(REFINER_CHECK, _check_refiner, (After(j.refiner_stage), ctx.data[REFINED_FROM]["path"],
-                                                                  str(ctx.real_root), str(ctx.out), ctx.refiner_check_session,
-                                                                  prof.refiner_check, ctx.dev),
+                tasks.append(Task(REFINER_CHECK, _check_refiner,
+                                  (After(j.refiner_stage), ctx.data[REFINED_FROM]["path"], str(ctx.real_root),
+                                   str(ctx.out), ctx.refiner_check_session, prof.refiner_check, ctx.dev),
                                   num_cpus=cpus, num_gpus=ctx.gpus))
         if j.pipeline == FINETUNE:
             tasks.append(Task(j.train_stage, _finetune, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), ctx.oracle_data,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"none", "image-dr", "render-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr", "oracle (real, other session)",
-        "mean-pose", "sim→real fine-tune (render-dr)"}
+ROWS = {"none", "image-dr", "render-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr",
+        "oracle (real, other session)", "mean-pose", "sim→real fine-tune (render-dr)"}
 
 
 def _bench(*args):
@@ -113,8 +113,9 @@ def test_results_schema_rows_summary_paired(quick_report):
         a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
         assert c["diff"] == pytest.approx(a - b)
     assert [c["effect"] for c in res["controls"]] == [
-        "refiner (simgan − render-dr)", "refiner under image DR (simgan+dr − dr)", "image DR on DR renders (dr − render-dr)",
-        "render-time DR (dr − image-dr)", "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)"]
+        "refiner (simgan − render-dr)", "refiner under image DR (simgan+dr − dr)",
+        "image DR on DR renders (dr − render-dr)", "render-time DR (dr − image-dr)",
+        "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)"]
     md = (quick_report / "report.md").read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]
