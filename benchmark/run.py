@@ -303,9 +303,9 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     tune_scenes, report_scenes = session_split(real_root, tune, report)
 
     # nominal is always needed: the mean-pose baseline starts from it; the SimGAN rows refine REFINED_FROM renders
-    levels = sorted({"nominal"} | {PIPELINES[p].dataset for p in pipelines if PIPELINES[p].dataset != "refined"}
-                    | {PIPELINES[p].loc_dataset for p in pipelines if PIPELINES[p].loc_dataset}
-                    | ({REFINED_FROM} if any(PIPELINES[p].dataset == "refined" for p in pipelines) else set()))
+    levels = sorted({"nominal"} | {REFINED_FROM if PIPELINES[p].dataset == "refined" else PIPELINES[p].dataset
+                                   for p in pipelines}
+                    | {PIPELINES[p].loc_dataset for p in pipelines if PIPELINES[p].loc_dataset})
     data: dict[str, Any] = {
         lv: stages.run(f"data:{lv}", lambda lv=lv: synth_dataset(lv, prof, real_root, seed=0, log=log, executor=ex),
                        log) for lv in levels}
@@ -453,7 +453,7 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                          ctx.refiner_holdout), num_cpus=cpus, num_gpus=ctx.gpus))
             if j.seed == 0:  # the report's realism / label-preservation figures, for the seed-0 refiner
                 tasks.append(Task(REFINER_CHECK, _check_refiner,
-                                  (After(j.refiner_stage), ctx.data[REFINED_FROM]["path"], str(ctx.real_root),
+                                  (After(j.refiner_stage), ctx.data[REFINED_FROM], str(ctx.real_root),
                                    str(ctx.out), ctx.refiner_check_session, prof.refiner_check, ctx.dev),
                                   num_cpus=cpus, num_gpus=ctx.gpus))
         if j.pipeline == FINETUNE:
@@ -589,27 +589,23 @@ def _refine(synthetic: str, real_root: str, out: str, prof: BenchProfile, dev: s
             "real_scenes_seen": scenes}
 
 
-def _check_refiner(refined: dict[str, Any], synthetic: str, real_root: str, out: str, session: str,
+def _check_refiner(refined: dict[str, Any], synthetic: dict[str, Any], real_root: str, out: str, session: str,
                    sizes: dict[str, Any], dev: str) -> dict[str, Any]:
     """Label preservation (frames and crops) and realism of the seed-0 refiner (an executor task). Realism is
     measured against the photos of `session` that the refiner did not read: the tune session's held-back scene
     (Context.refiner_holdout; its cube-centred windows are centred by their labels — the tune session may be
     used for anything), or the report session when the tune session has one scene only. A measurement chooses
-    nothing (the refiner's settings were chosen on held-back tune images, refiner/README.md)."""
+    nothing (the refiner's settings were chosen on held-back tune images, refiner/README.md). `synthetic`: the
+    data stage's result for the set the refiner refines (its path and randomization level)."""
     from refiner.report import check_refiner
     cdir = Path(out) / "refiner" / "check"
-    rep = check_refiner(refined["checkpoint"], synthetic, real_root, cdir, sessions=(session,), seed=0,
+    rep = check_refiner(refined["checkpoint"], synthetic["path"], real_root, cdir, sessions=(session,), seed=0,
                         device=dev, **sizes)
     return {"dir": str(cdir), "summary": rep["summary"], "realism": rep["realism"],
             "realism_cube_centred": rep["realism_cube_centred"], "label_preservation": rep["label_preservation"],
             "label_preservation_frames": rep["label_preservation_frames"], "session": session,
-            "n_real_images": rep["realism_real"]["n_images"], "data_level": _level_of(synthetic),
+            "n_real_images": rep["realism_real"]["n_images"], "data_level": synthetic["randomization"],
             "n_samples": rep["n_samples"]}
-
-
-def _level_of(dataset: str) -> str:
-    from render.dataset import read_manifest
-    return read_manifest(dataset)["randomization"]["level"]
 
 
 def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: Path, tune_session: str, seed: int,
