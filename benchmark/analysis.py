@@ -16,16 +16,22 @@ import numpy as np
 from core.bop import read_capture_instants
 from eval import metrics as M
 from eval import stats as S
+from pose_model.registry import FINETUNE_FROM
 
 PAIRED_METRICS = ("te_mm_median", "re_deg_median", "ar")
 HIGHER_IS_BETTER = {"ar", "ar_mssd", "ar_mspd"} | {k for k in M.METRICS if k.startswith(("acc_", "auc_"))}
+# the rows that use the tune session's labels (benchmark/run.py trains them from FINETUNE_FROM)
+FINETUNE_ROW = f"sim→real fine-tune ({FINETUNE_FROM})"
+DEPTH_SCALE_ROW = f"sim→real depth scale ({FINETUNE_FROM})"
 # (label, a, b): each effect is a − b on the same images
 CONTROLS = (("refiner (simgan − render-dr)", "simgan", "render-dr"),
             ("refiner under image DR (simgan+dr − dr)", "simgan+dr", "dr"),
             ("image DR on DR renders (dr − render-dr)", "dr", "render-dr"),
             ("render-time DR (dr − image-dr)", "dr", "image-dr"),
             ("render-DR localizer (hybrid-dr − image-dr)", "hybrid-dr", "image-dr"),
-            ("ADR vs DR (adr − dr)", "adr", "dr"))
+            ("ADR vs DR (adr − dr)", "adr", "dr"),
+            (f"fine-tune on tune-session labels (fine-tune − {FINETUNE_FROM})", FINETUNE_ROW, FINETUNE_FROM),
+            (f"depth scale from tune-session labels (depth scale − {FINETUNE_FROM})", DEPTH_SCALE_ROW, FINETUNE_FROM))
 METRIC_WORDS = {"te_mm_median": ("median te", " mm", "{:+.1f}"), "re_deg_median": ("median re", "°", "{:+.1f}"),
                 "ar": ("AR", "", "{:+.3f}")}
 

@@ -119,8 +119,10 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     secs.append(("Controls: what each method adds", [
         "Each effect is a difference of two rows on the same images: image-dr = nominal renders + image-level "
         "randomization only (no refiner, no render-time randomization); render-dr = the render-time-DR renders "
-        "without image-level randomization; simgan and simgan+dr train on those renders refined. Lower te/re and "
-        "higher AR are better."],
+        "without image-level randomization; simgan and simgan+dr train on those renders refined. The last two use the "
+        "tune session's labels: the fine-tune trains on them, the depth scale fits one number (the model's distances "
+        "× the median ratio of labelled to estimated distance) and keeps every weight. Lower te/re and higher AR "
+        "are better."],
         ctl_rows if len(ctl_rows) > 1 else None, [] if len(ctl_rows) > 1 else
         ["(a control needs its two pipelines in --pipelines)"]))
     headers = ["pipeline", *[h for _, h, _ in COLUMNS], "seeds", "n images", "train s"]

@@ -8,7 +8,8 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
                   the SimGAN pipelines of seed k train on its output
   train:<p>:s<k>  the pose model for pipeline p, seed k (pose_model/registry.py: none, image-dr, render-dr, dr, adr,
                   hybrid-dr, simgan, simgan+dr, oracle), and
-                  finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos
+                  finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos;
+                  depth-scale: the same model with its distances scaled by one number fitted on those photos
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
   fuse:<p>:s<k>   a calibrated rig (extrinsics + capture instants in the real set): the same predictions fused
                   over the cameras of each instant (eval/fuse.py) → the rig rows, reported apart from the rest
@@ -31,7 +32,8 @@ from typing import Any, Callable
 
 from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
-from pose_model.registry import PIPELINES, REFINED_FROM, SIM_PIPELINES
+from benchmark.analysis import DEPTH_SCALE_ROW, FINETUNE_ROW
+from pose_model.registry import FINETUNE_FROM, PIPELINES, REFINED_FROM, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # The sim pipeline the fine-tune row starts from: the best source inside the TUNE session, split by capture instants
 # (fit on half of the instants, score the other half, both ways; seeds 0–2 of the 2e1a777 run; co-trained fine-tune
@@ -43,8 +45,7 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # SimGAN on dr renders (3d2f9e3 run): render-dr 12.0 mm / 7.8°, simgan 13.7 / 9.1; render-dr − hybrid-dr te −2.0 mm
 # [−6.8, +5.9], re −5.6° [−10.9, −2.0] (resolved better), so render-dr it is (simgan − render-dr te +1.8, re +1.2,
 # not resolved). Never chosen on the report session (disclosure: render-dr's report-session rows were already
-# written).
-FINETUNE_FROM = "render-dr"
+# written). The constant lives in pose_model/registry.py (FINETUNE_FROM); the depth-scale row starts from it too.
 SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
 
@@ -137,16 +138,22 @@ def check_real_args(real: str, from_dir: str | None) -> None:
 
 def prepare_real(real: str, from_dir: str | None, log=print) -> Path:
     from core.bop import has_capture_instants, has_world_cameras
+    from core.objects import load_object_spec
     from core.real_sets import cached_real_dir, resolve_real
+    from eval.score import spec_for_real
     check_real_args(real, from_dir)
     if from_dir is not None:
         root = cached_real_dir(real)
         try:
-            if has_capture_instants(resolve_real(real)) and has_world_cameras(root):
+            if not (has_capture_instants(resolve_real(real)) and has_world_cameras(root)):
+                # an import from before scene_instants.json / the rig's extrinsics: the statistics need the
+                # instants, the rig rows the extrinsics
+                log(f"{root}: imported before capture instants and rig extrinsics were recorded; importing again")
+            elif spec_for_real(root).to_dict() != load_object_spec(real).to_dict():
+                # the labels were solved with the markers' positions of another spec (e.g. the cube's size)
+                log(f"{root}: imported with another {real} object spec than this version's; importing again")
+            else:
                 return root
-            # an import from before scene_instants.json / the rig's extrinsics: the statistics need the instants,
-            # the rig rows the extrinsics
-            log(f"{root}: imported before capture instants and rig extrinsics were recorded; importing again")
         except UserError:
             pass  # not imported yet
         from eval.fetch import fetch_aruco_cube
@@ -186,13 +193,15 @@ def synth_object(real_root: Path) -> str:
 def synth_dataset(level: str, prof: BenchProfile, real_root: Path, seed: int, log=print, executor=None) -> dict[str, Any]:
     """Generate (or reuse, keyed by the config hash) the synthetic dataset at one randomization level."""
     from core.io import sha256_of_json
+    from core.objects import load_object_spec
     from core.real_sets import cache_dir
     from render.generate import GenerateConfig, cameras_like_real, generate_dataset
     obj = synth_object(real_root)
     cfg = GenerateConfig(object=obj, n=prof.n_synth, seed=seed, randomization=level,
                          cameras=cameras_like_real(str(real_root)), shard_size=min(256, ((prof.n_synth + 3) // 4) * 4))
     from render.dataset import FORMAT, read_manifest
-    key = sha256_of_json({**asdict(cfg), "format": FORMAT})[:12]  # a new dataset format: a new cache entry
+    # a new dataset format or a changed object spec (its size, its faces): a new cache entry
+    key = sha256_of_json({**asdict(cfg), "format": FORMAT, "object": load_object_spec(obj).to_dict()})[:12]
     out = cache_dir() / "synth" / f"{Path(obj).stem}-{level}-{prof.n_synth}-{key}"
     generate_dataset(cfg, out, workers=prof.workers, progress=True, executor=executor)
     m = read_manifest(out)
@@ -358,10 +367,10 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     return out
 
 
-ORACLE, MEAN_POSE, FINETUNE = "oracle", "mean-pose", "finetune"
+ORACLE, MEAN_POSE, FINETUNE, DEPTH_SCALE = "oracle", "mean-pose", "finetune", "depth-scale"
 REFINER_CHECK = "check:refiner:s0"
-ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose",
-             FINETUNE: f"sim→real fine-tune ({FINETUNE_FROM})"}
+ROW_NAMES = {ORACLE: "oracle (real, other session)", MEAN_POSE: "mean-pose", FINETUNE: FINETUNE_ROW,
+             DEPTH_SCALE: DEPTH_SCALE_ROW}
 RIG_SUFFIX = " (rig)"  # a rig row: the pipeline's predictions fused over the cameras of each capture instant
 
 
@@ -401,9 +410,9 @@ class Job:
 
 def plan_jobs(pipelines: tuple[str, ...], seeds: int) -> list[Job]:
     """Every (pipeline, seed) job, seed by seed (a seed's rows are complete before the next seed starts), the
-    oracle and the fine-tune row (when FINETUNE_FROM is among the pipelines) per seed, then the mean-pose floor
-    (deterministic: one row)."""
-    extra = (ORACLE, FINETUNE) if FINETUNE_FROM in pipelines else (ORACLE,)
+    oracle and the real-label rows (fine-tune, depth scale: when FINETUNE_FROM is among the pipelines) per seed,
+    then the mean-pose floor (deterministic: one row)."""
+    extra = (ORACLE, FINETUNE, DEPTH_SCALE) if FINETUNE_FROM in pipelines else (ORACLE,)
     return [Job(p, s) for s in range(seeds) for p in (*pipelines, *extra)] + [Job(MEAN_POSE, 0)]
 
 
@@ -460,6 +469,10 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
             tasks.append(Task(j.train_stage, _finetune, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), ctx.oracle_data,
                                                           run_dir, ctx.real_root, ctx.tune_session, j.seed, ctx.dev,
                                                           prof.finetune_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
+        elif j.pipeline == DEPTH_SCALE:
+            tasks.append(Task(j.train_stage, _calibrate_depth, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), run_dir,
+                                                                 ctx.real_root, ctx.tune_session, ctx.dev),
+                              num_cpus=cpus, num_gpus=ctx.gpus))
         elif j.pipeline == ORACLE:
             tasks.append(Task(j.train_stage, _train, (ctx.oracle_data, run_dir, j.pipeline, prof, j.seed, ctx.dev,
                                                       prof.oracle_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
@@ -521,6 +534,9 @@ def who_saw_what(ctx: Context, pipelines: tuple[str, ...]) -> dict[str, Any]:
     }
     if sims:
         d["pose models " + ", ".join(sims)] = "synthetic renders only (labels from the renderer)"
+    if FINETUNE_FROM in pipelines:
+        d[f"{FINETUNE_ROW}; {DEPTH_SCALE_ROW}"] = {"session": ctx.tune_session, "scenes": ctx.tune_scenes,
+                                                   "labels": True, "starts from": f"{FINETUNE_FROM}, same seed"}
     if simgans:
         seen = {k: v for k, v in ctx.data.items() if k.startswith("refined_s")}
         d["refiner (SimGAN), one per seed"] = {
@@ -617,6 +633,19 @@ def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: P
     card = read_json(Path(out) / "model_card.json", "model card")
     return {"checkpoint": str(path), "train_seconds": round(card.get("train_time_s", 0.0), 1),
             "from": trained["checkpoint"], "val": card.get("val_metrics", {})}
+
+
+def _calibrate_depth(trained: dict[str, Any], out: Path, real_root: Path, tune_session: str, dev: str
+                     ) -> dict[str, Any]:
+    """The smallest real-label row: the FINETUNE_FROM model with one number fitted on the tune session's labelled
+    photos, the scale of its distances (pose_model.finetune.calibrate_depth)."""
+    from pose_model.finetune import calibrate_depth
+    t0 = time.time()
+    path = calibrate_depth(trained["checkpoint"], real_root, out, tune_session, device=dev, strict=False)
+    calib = read_json(Path(out) / "model_card.json", "model card")["depth_calibration"]
+    return {"checkpoint": str(path), "train_seconds": round(time.time() - t0, 1), "from": trained["checkpoint"],
+            "depth_scale": calib["depth_scale"], "n_photos_used": calib["n_used"],
+            "not_calibrated": calib["not_calibrated"], "val": {}}
 
 
 def _mean_pose(nominal: str, real_root: Path, report_scenes: list[int], out: Path, n_boot: int) -> dict[str, Any]:

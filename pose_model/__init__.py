@@ -33,7 +33,8 @@ Public surface:
 - geometry:  6D rotations, allocentric↔egocentric, depth code, batched crop K / crops, symmetric errors
 - pipelines: how none / dr / adr / simgan / simgan+dr plug into training (randomizer/ and refiner/ APIs)
 - finetune:  `finetune(ckpt, real_root, scene_ids, out, ...) -> Path`: a sim-trained model fine-tuned on the
-             TUNE session's labelled photos (any other scene id is refused)
-CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`. Perf: perf/train_throughput.py,
+             TUNE session's labelled photos (any other scene id is refused); `calibrate_depth(ckpt, real_root,
+             out) -> Path`: the same model with one number fitted on those photos, the scale of its distances
+CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`, `sim2real calibrate-depth`. Perf: perf/train_throughput.py,
 perf/pose_accuracy.py (each inference variant of one checkpoint on synthetic val and real sessions).
 """

@@ -1,4 +1,4 @@
-"""CLI: `sim2real train` and `sim2real predict`."""
+"""CLI: `sim2real train`, `sim2real predict` and `sim2real calibrate-depth`."""
 from __future__ import annotations
 
 import os
@@ -92,4 +92,25 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
     click.echo(f"wrote {path}")
 
 
-COMMANDS = [train_cmd, predict_cmd]
+@click.command("calibrate-depth")
+@click.option("--model", "ckpt", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A sim-trained checkpoint (runs/NAME/model.pt).")
+@click.option("--real", required=True, help="Real set name (aruco-cube) or a BOP dataset root with labelled photos.")
+@click.option("--session", default="data", show_default=True,
+              help="The session whose labelled photos fit the scale: your tune session, never the one you report on.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: model.pt, model_card.json.")
+@click.option("--device", default="auto", show_default=True)
+def calibrate_depth_cmd(ckpt, real, session, out, device):
+    """The smallest sim→real fine-tune: one number. Predicts the session's labelled photos, then scales every
+    distance the model reports by the median ratio of labelled to estimated distance (photos where it found the
+    cube). The weights, and so the rotations, are the sim model's."""
+    from core.real_sets import resolve_real
+    from core.io import read_json
+    from pose_model.finetune import calibrate_depth
+    path = calibrate_depth(ckpt, resolve_real(real), out, session, device, progress=sys.stderr.isatty())
+    c = read_json(os.path.join(out, "model_card.json"), "model card")["depth_calibration"]
+    click.echo(f"depth scale {c['fitted_factor']:.4f} from {c['n_used']} of {c['n_labelled']} labelled photos of "
+               f"session {session!r} (their ratios' IQR {c['ratio_iqr'][0]:.3f}–{c['ratio_iqr'][1]:.3f}); wrote {path}")
+
+
+COMMANDS = [train_cmd, predict_cmd, calibrate_depth_cmd]

@@ -33,6 +33,8 @@ class ModelMeta:
     reg_hidden: int
     size_xyz_m: tuple[float, float, float] | None = None   # the cuboid's sides (None: a cube of size_m)
     sym_split: bool = False          # rotation = geometry modulo the shape's symmetries + a classifier (see PoseModel)
+    depth_scale: float = 1.0         # multiplies the reported translation: 1 for a sim-trained model; a depth
+                                     # calibration on labelled photos sets it (pose_model.finetune.calibrate_depth)
 
 
 N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
@@ -268,9 +270,16 @@ class PoseModel(nn.Module):
         the cube is often the second or third peak.
         → dict R, t_m (the chosen head), R_direct, t_direct, pnp_ok (B,) bool, score (B,), centre/side of the
         localizer, box of the last crop, kp_residual (B,) crop units, hypothesis (B,) the chosen peak's rank.
+        Both translations are multiplied by meta.depth_scale (after the crops, which follow the raw estimate).
         """
         if head not in HEADS:
             raise ValueError(f"head {head!r}: expected one of {HEADS}")
+        out = self._infer(frames, crop_source, K_full, refine_iters, boxes, image_hw, resize_crop, head, hypotheses)
+        if self.meta.depth_scale != 1.0:  # along the ray: the projected centre stays where the crops put it
+            out["t_m"], out["t_direct"] = out["t_m"] * self.meta.depth_scale, out["t_direct"] * self.meta.depth_scale
+        return out
+
+    def _infer(self, frames, crop_source, K_full, refine_iters, boxes, image_hw, resize_crop, head, hypotheses):
         if boxes is not None:
             centre = torch.stack([boxes[:, 0] + boxes[:, 2] / 2 - 0.5, boxes[:, 1] + boxes[:, 2] / 2 - 0.5], -1)
             return self._follow_crops(crop_source, K_full, centre, boxes[:, 2],

@@ -47,6 +47,9 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in [
 # renders (an empty table, one light) it separated scene content — a gap no pixel-level refiner may close — and the
 # simgan row stayed above the mean-pose floor (tune session, refiner/README.md "What the refiner refines").
 REFINED_FROM = "dr"
+# The sim model the benchmark's real-label rows (the fine-tune, the depth scale) start from: chosen on the tune
+# session (the evidence is beside its use, benchmark/run.py).
+FINETUNE_FROM = "render-dr"
 SIM_PIPELINES = tuple(n for n, p in PIPELINES.items() if p.synthetic)
 
 

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +325,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         init = load_checkpoint(cfg.init_from)
         if init["object_name"] != spec.name:
             raise UserError(f"{cfg.init_from}: a model of {init['object_name']!r}, the data are of {spec.name!r}")
-        meta = meta_from_dict(init["meta"])
+        meta = replace(meta_from_dict(init["meta"]), depth_scale=1.0)  # training learns depth; no calibration
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
     if init is not None:
         model.load_state_dict(init["model"])

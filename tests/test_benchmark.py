@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = {"none", "image-dr", "render-dr", "dr", "adr", "hybrid-dr", "simgan", "simgan+dr",
-        "oracle (real, other session)", "mean-pose", "sim→real fine-tune (render-dr)"}
+        "oracle (real, other session)", "mean-pose", "sim→real fine-tune (render-dr)",
+        "sim→real depth scale (render-dr)"}
 
 
 def _bench(*args):
@@ -86,6 +88,22 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert Path(ck["hybrid-dr"]["config"]["regressor_from"]).resolve() == twin
     reg = [k for k in ck["image-dr"]["model"] if k.startswith("regressor.")]
     assert reg and all(torch.equal(ck["image-dr"]["model"][k], ck["hybrid-dr"]["model"][k]) for k in reg)
+    # the depth-scale row: render-dr's weights, its distances × one number fitted on the tune session's labels only
+    assert who["sim→real fine-tune (render-dr); sim→real depth scale (render-dr)"]["scenes"] == meta["tune_scenes"]
+    src, cal = (torch.load(quick_report / single[p]["checkpoint"], weights_only=True)
+                for p in ("render-dr", "sim→real depth scale (render-dr)"))
+    assert all(torch.equal(src["model"][k], cal["model"][k]) for k in src["model"])
+    scale, calib = cal["meta"]["depth_scale"], cal["depth_calibration"]
+    assert calib["scene_ids"] == meta["tune_scenes"] and calib["depth_scale"] == pytest.approx(scale)
+    assert (calib["n_used"] >= 5) != bool(calib["not_calibrated"])   # a quick model may not find the cube
+    from core.bop import read_results_csv
+    preds = [{(r["scene_id"], r["im_id"]): r for r in read_results_csv(quick_report / "runs" / d / "preds_report_session.csv")}
+             for d in ("render-dr_s0", "depth-scale_s0")]
+    assert preds[0].keys() == preds[1].keys()
+    for k, a in preds[0].items():
+        b = preds[1][k]
+        np.testing.assert_allclose(b["R"], a["R"], atol=1e-6)
+        np.testing.assert_allclose(b["t_mm"], scale * a["t_mm"], rtol=1e-5, atol=1e-3)
 
 
 def test_results_schema_rows_summary_paired(quick_report):
@@ -115,7 +133,9 @@ def test_results_schema_rows_summary_paired(quick_report):
     assert [c["effect"] for c in res["controls"]] == [
         "refiner (simgan − render-dr)", "refiner under image DR (simgan+dr − dr)",
         "image DR on DR renders (dr − render-dr)", "render-time DR (dr − image-dr)",
-        "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)"]
+        "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)",
+        "fine-tune on tune-session labels (fine-tune − render-dr)",
+        "depth scale from tune-session labels (depth scale − render-dr)"]
     md = (quick_report / "report.md").read_text()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert heads[:3] == ["## Ranking", "## Verdict", "## Controls: what each method adds"]
