@@ -1,4 +1,4 @@
-"""CLI of eval/: `real import|fetch`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`."""
+"""CLI of eval/: `real import|fetch|check-size`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -107,6 +107,31 @@ def real_import(name: str, src: Path | None, out: Path | None, cache: Path | Non
         for s, v in man["summary"].items():
             click.echo(f"{s}: {v['images']} images, poses approximate (~1 cm, <0.2 rad)")
     click.echo(f"wrote {out}  (scenes by session: {man['scene_groups']})")
+
+
+@real_group.command("check-size")
+@click.option("--real", "real", required=True, help="Real set name (aruco-cube, trifinger) or BOP dataset root.")
+@click.option("--session", "sessions", multiple=True,
+              help="Measure on these sessions' photos only (e.g. your tune session). Default: every labelled photo.")
+@click.option("--object", "object_name", default=None,
+              help="Object spec (built-in name or file) to check; default: the one recorded by the import.")
+def real_check_size(real: str, sessions, object_name: str | None) -> None:
+    """Is the object in the photos the size its spec says? From the labelled photos' marker-derived poses: the
+    size factor whose outline lies on the photos' edges (median over photos), and the markers' own factor as
+    the method's check. A cube folded from card is often 1-3 % larger than printed; renders of the wrong size
+    bias a sim-trained model's depth by as much (set size_m in the spec to what this prints)."""
+    from core.bop import load_bop_scenes, read_scene_groups
+    from core.objects import load_object_spec
+    from core.real_sets import resolve_real
+    from eval.object_size import check_object_size, format_size_check
+    from eval.score import spec_for_real
+    root = resolve_real(real)
+    spec = load_object_spec(object_name) if object_name else spec_for_real(root)
+    ids = _scene_ids_for(root, _split(sessions), None) or sorted(i for v in read_scene_groups(root).values() for i in v)
+    images = [im for im in load_bop_scenes(root, ids) if im.labelled]
+    if not images:
+        raise UserError(f"{root}: no labelled photos in scenes {ids} to measure the object on")
+    click.echo(format_size_check(check_object_size(images, spec).summary(), spec.name))
 
 
 @real_group.command("fetch")
