@@ -14,8 +14,37 @@ import numpy as np
 from core.io import sha256_of_json
 from core.objects import FACE_FRAMES, FACES, ObjectSpec, face_point_m
 
-TILE_PX = 180  # 22/30 of 180 = 132 px = 6 marker cells of 22 px: crisp cells under nearest sampling
+TILE_PX = 180  # the smallest tile: 22/30 of 180 = 132 px = 6 marker cells of 22 px, crisp under nearest sampling
 _DICTS = {}
+
+
+def _marker_fractions(spec: ObjectSpec) -> list[float]:
+    """Each marker's side as a fraction of its face's tile side."""
+    out = []
+    for face, look in spec.faces.items():
+        if look.marker is not None:
+            n = np.abs(FACE_FRAMES[face][0])
+            out.append(look.marker.size_m / min(s for s, k in zip(spec.size_m, n) if k == 0))
+    return out
+
+
+def tile_px_for(spec: ObjectSpec, max_px: int = 4 * TILE_PX) -> int:
+    """Texels per face tile: the smallest size from TILE_PX up on which every marker spans a whole number of
+    texels (within 0.05) and sits centred (even margins), so that the rendered marker has its spec's size — a
+    marker of 22 mm on a 30.6 mm face is 129.4 texels of 180 (drawn as 129: 21.9 mm), 220 of 306. TILE_PX itself
+    when it fits (the 30 mm ArUco cube); the closest fit up to max_px otherwise."""
+    fr = _marker_fractions(spec)
+    best, best_err = TILE_PX, np.inf
+    for t in range(TILE_PX, max_px + 1):
+        px = [t * f for f in fr]
+        err = max((abs(p - round(p)) for p in px), default=0.0)
+        if any((t - round(p)) % 2 for p in px):
+            continue
+        if err < 0.05:
+            return t
+        if err < best_err:
+            best, best_err = t, err
+    return best
 
 
 def cache_dir() -> Path:
@@ -46,7 +75,8 @@ def face_tile(spec: ObjectSpec, face: str, tile_px: int = TILE_PX) -> np.ndarray
 
 
 
-def build_atlas(spec: ObjectSpec, tile_px: int = TILE_PX) -> np.ndarray:
+def build_atlas(spec: ObjectSpec, tile_px: int | None = None) -> np.ndarray:
+    tile_px = tile_px_for(spec) if tile_px is None else tile_px
     atlas = np.zeros((2 * tile_px, 3 * tile_px, 3), np.uint8)
     for k, face in enumerate(FACES):
         r, c = divmod(k, 3)
@@ -58,7 +88,7 @@ def obj_text(spec: ObjectSpec) -> str:
     """OBJ text: 4 vertices and 2 triangles per face, UVs into the atlas (v measured from the bottom)."""
     lines = ["# sim2real cuboid " + spec.name]
     vt_lines, f_lines = [], []
-    eps = 0.5 / (3 * TILE_PX)  # keep samples inside the tile so neighbouring tiles never bleed in
+    eps = 0.5 / (3 * tile_px_for(spec))  # keep samples inside the tile so neighbouring tiles never bleed in
     for k, face in enumerate(FACES):
         r, c = divmod(k, 3)
         n = FACE_FRAMES[face][0]
@@ -86,7 +116,7 @@ def obj_text(spec: ObjectSpec) -> str:
 
 def mesh_files(spec: ObjectSpec) -> tuple[Path, Path]:
     """(obj path, atlas png path) in the cache, written once per spec (atomically)."""
-    key = sha256_of_json({"spec": spec.to_dict(), "tile": TILE_PX, "v": 3})[:16]
+    key = sha256_of_json({"spec": spec.to_dict(), "tile": tile_px_for(spec), "v": 3})[:16]
     d = cache_dir() / "meshes" / f"{spec.name}-{key}"
     obj, png = d / "cube.obj", d / "atlas.png"
     if not (obj.is_file() and png.is_file()):

@@ -66,10 +66,18 @@ def test_labels_are_consistent(near_ds):
     assert {"light_azimuth_deg", "table_texture", "camera_distance_m"} <= set(near_ds.params[0])
 
 
-def test_aruco_detector_recovers_labelled_pose(tmp_path):
-    """Independent check: OpenCV ArUco + PnP with the real cube's geometry agrees with the labels."""
-    spec = load_object_spec("aruco-cube")
-    cfg = GenerateConfig(n=8, shard_size=8, frame_width=640, cameras=[{"K": K_REAL, "width": 640, "height": 480}],
+@pytest.mark.parametrize("side_m", [0.03, 0.0306])
+def test_aruco_detector_recovers_labelled_pose(tmp_path, side_m):
+    """Independent check: OpenCV ArUco + PnP with the cube's geometry agrees with the labels — also for a face
+    whose marker is no whole number of the default tile's texels (22 mm on 30.6 mm: render.mesh.tile_px_for)."""
+    import yaml
+    from core.objects import BUILTIN_DIR
+    text = yaml.safe_load((BUILTIN_DIR / "aruco-cube.yaml").read_text())
+    text["size_m"] = side_m
+    (tmp_path / "cube.yaml").write_text(yaml.safe_dump(text))
+    spec = load_object_spec(str(tmp_path / "cube.yaml"))
+    cfg = GenerateConfig(object=str(tmp_path / "cube.yaml"), n=8, shard_size=8, frame_width=640,
+                         cameras=[{"K": K_REAL, "width": 640, "height": 480}],
                          scene={"camera_distance_m": [0.19, 0.3], "camera_elevation_deg": [20, 45]})
     ds = SyntheticDataset(generate_dataset(cfg, tmp_path / "ds", progress=False))
     params = cv2.aruco.DetectorParameters()
@@ -184,3 +192,21 @@ def test_show_and_export(near_ds, tmp_path):
     ims = load_bop_scenes(tmp_path / "bop")
     assert len(ims) == len(near_ds)
     np.testing.assert_allclose(ims[3].gts[0].t_mm, near_ds.labels["t_m"][3] * 1000, atol=1e-6)
+
+
+def test_tile_size_draws_every_marker_at_its_size():
+    from core.objects import spec_from_dict
+    from render.mesh import TILE_PX, build_atlas, tile_px_for
+    spec = load_object_spec("aruco-cube")
+    assert tile_px_for(spec) == TILE_PX                       # 22/30 of 180 texels: 132, exact
+    d = spec.to_dict()
+    d["size_m"] = [0.0306] * 3
+    big = spec_from_dict(d, "test")
+    t = tile_px_for(big)
+    m_px = t * 0.022 / 0.0306
+    assert abs(m_px - round(m_px)) < 0.05 and (t - round(m_px)) % 2 == 0
+    atlas = build_atlas(big)
+    assert atlas.shape == (2 * t, 3 * t, 3)
+    tile = atlas[:t, :t].min(axis=2)                           # +X: white face, black-bordered marker, centred
+    dark = np.nonzero(tile.min(axis=0) < 128)[0]
+    assert dark[0] == (t - round(m_px)) // 2 and dark[-1] - dark[0] + 1 == round(m_px)
