@@ -35,6 +35,7 @@ Public surface:
 - finetune:  `finetune(ckpt, real_root, scene_ids, out, ...) -> Path`: a sim-trained model fine-tuned on the
              TUNE session's labelled photos (any other scene id is refused); `calibrate_depth(ckpt, real_root,
              out) -> Path`: the same model with one number fitted on those photos, the scale of its distances
-CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`, `sim2real calibrate-depth`. Perf: perf/train_throughput.py,
-perf/pose_accuracy.py (each inference variant of one checkpoint on synthetic val and real sessions).
+CLI (pose_model/commands.py): `sim2real train`, `sim2real predict`, `sim2real calibrate-depth`.
+Perf: perf/train_throughput.py, perf/pose_accuracy.py (each inference variant of one checkpoint on synthetic val
+and real sessions).
 """

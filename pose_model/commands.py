@@ -98,7 +98,8 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
 @click.option("--real", required=True, help="Real set name (aruco-cube) or a BOP dataset root with labelled photos.")
 @click.option("--session", default="data", show_default=True,
               help="The session whose labelled photos fit the scale: your tune session, never the one you report on.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: model.pt, model_card.json.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory: model.pt, model_card.json.")
 @click.option("--device", default="auto", show_default=True)
 def calibrate_depth_cmd(ckpt, real, session, out, device):
     """The smallest sim→real fine-tune: one number. Predicts the session's labelled photos, then scales every

@@ -96,7 +96,6 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     return train(cfg, progress=progress)
 
 
-
 # a photo counts for the depth calibration when the model found the cube: its estimate within one object size of the
 # labelled centre across the viewing ray, and its distance within 0.8–1.25× the labelled one
 CALIB_RATIO_RANGE = (0.8, 1.25)
@@ -112,7 +111,8 @@ def depth_scale_fit(t_pred_m: np.ndarray, t_true_m: np.ndarray, size_m: float) -
     along = (t_pred_m * ray).sum(1)
     across_m = np.linalg.norm(t_pred_m - along[:, None] * ray, axis=1)
     ratio = d_true / np.maximum(d_pred, 1e-9)
-    usable = (across_m < size_m) & (along > 0) & (ratio > 1 / CALIB_RATIO_RANGE[1]) & (ratio < 1 / CALIB_RATIO_RANGE[0])
+    lo, hi = CALIB_RATIO_RANGE
+    usable = (across_m < size_m) & (along > 0) & (ratio > 1 / hi) & (ratio < 1 / lo)
     return (float(np.median(ratio[usable])) if usable.any() else float("nan")), usable
 
 
@@ -123,13 +123,13 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     the same weights with meta.depth_scale set (every translation it reports is multiplied by it), and
     OUT/model_card.json. One number fitted to real labels: depth_scale_fit over the session's labelled photos.
 
-    Why: a sim-trained regressor reads the real cube at a slightly wrong distance — the same way on every photo of a
-    camera and cube (tune session, render-dr seeds 0–2 of the 3d2f9e3 run: |t_true|/|t_pred| 1.036 / 1.026, 1.069 /
-    1.054, 1.025 / 1.021 on the two halves of the capture instants) — while it places the cube well across the
-    ray (median 1.0–1.8 mm). Chosen inside the tune session, split by capture instants (fit on one half, score the
-    other, both ways; /work/s13/cal_split.py): median te 16.3 → 10.3 mm, −6.1 mm [−10.5, −1.6] against the source,
-    rotation unchanged by construction; the full fine-tune (finetune) on the same split −4.4 mm [−10.4, +2.9] and
-    +0.7° [−0.5, +2.1].
+    Why: a sim-trained regressor reads the real cube at a slightly wrong distance, the same way across one session
+    (tune session, render-dr seeds 0–2 of the 3d2f9e3 run: |t_true|/|t_pred| 1.036 / 1.026, 1.069 / 1.054, 1.025 /
+    1.021 on the two halves of the capture instants), while it places the cube well across the ray (median 1.0–1.8
+    mm). Between sessions the factor moves (report session: README, "Depth"), so it does not carry over there.
+    Chosen inside the tune session, split by capture instants (fit on one half, score the other, both ways;
+    /work/s13/cal_split.py): median te 16.3 → 10.3 mm, −6.1 mm [−10.5, −1.6] against the source, rotation unchanged
+    by construction; the full fine-tune (finetune) on the same split −4.4 mm [−10.4, +2.9] and +0.7° [−0.5, +2.1].
 
     Fewer than CALIB_MIN_PHOTOS photos where the model found the cube: a UserError, or with strict=False the
     source model unchanged (depth_scale as before), its card's depth_calibration.not_calibrated saying why."""
@@ -151,19 +151,17 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     note = ""
     if usable.sum() < CALIB_MIN_PHOTOS:
         note = (f"found the cube in {int(usable.sum())} of {len(images)} labelled photos of {est.spec.name!r} in "
-                f"session {session!r} "
-                f"(within one cube size across the ray, 0.8–1.25× the distance); the depth calibration needs at "
-                f"least {CALIB_MIN_PHOTOS}")
+                f"session {session!r} (within one cube size across the ray, 0.8–1.25× the distance); the depth "
+                f"calibration needs at least {CALIB_MIN_PHOTOS}")
         if strict:
             raise UserError(f"{ckpt}: {note}")
         scale = 1.0  # (strict=False, the benchmark: the row is the source model, and its card says why)
     ck = load_checkpoint(ckpt)
     before = float(ck["meta"].get("depth_scale", 1.0))
-    ratios = (np.linalg.norm(t_true[usable], axis=1) / np.linalg.norm(t_pred[usable], axis=1)) if usable.any() \
-        else np.full(1, np.nan)
+    ratios = np.linalg.norm(t_true[usable], axis=1) / np.linalg.norm(t_pred[usable], axis=1)
     calib = {"from": str(ckpt), "session": session, "scene_ids": scene_ids, "n_labelled": len(images),
              "n_used": int(usable.sum()), "depth_scale": round(before * scale, 6), "fitted_factor": round(scale, 6),
-             "ratio_iqr": [round(float(q), 4) for q in np.percentile(ratios, [25, 75])],
+             "ratio_iqr": [round(float(q), 4) for q in np.percentile(ratios, [25, 75])] if usable.any() else None,
              "not_calibrated": note or None, "code_version": code_version()}
     ck = {**ck, "meta": {**ck["meta"], "depth_scale": before * scale}, "depth_calibration": calib}
     out = Path(out)

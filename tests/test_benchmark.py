@@ -97,7 +97,8 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert calib["scene_ids"] == meta["tune_scenes"] and calib["depth_scale"] == pytest.approx(scale)
     assert (calib["n_used"] >= 5) != bool(calib["not_calibrated"])   # a quick model may not find the cube
     from core.bop import read_results_csv
-    preds = [{(r["scene_id"], r["im_id"]): r for r in read_results_csv(quick_report / "runs" / d / "preds_report_session.csv")}
+    preds = [{(r["scene_id"], r["im_id"]): r
+              for r in read_results_csv(quick_report / "runs" / d / "preds_report_session.csv")}
              for d in ("render-dr_s0", "depth-scale_s0")]
     assert preds[0].keys() == preds[1].keys()
     for k, a in preds[0].items():
