@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core.camera import project_points
+from pose_model.predict import read_rgb
+
 SCALES = np.round(np.arange(0.95, 1.1001, 0.005), 4)  # the size factors searched (below 0.95: inner edges)
 
 
@@ -60,31 +63,29 @@ def peak_of(scales: np.ndarray, support: np.ndarray) -> float:
     return float(scales[i] + np.clip(off, -0.5, 0.5) * (scales[i + 1] - scales[i]))
 
 
-def _project(K: np.ndarray, R: np.ndarray, t_m: np.ndarray, points_m: np.ndarray) -> np.ndarray:
-    x = (K @ (R @ points_m.T + t_m[:, None])).T
-    return x[:, :2] / x[:, 2:]
-
-
-def _gradients(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def image_gradients(image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(grad_x, grad_y) of the grey image, lightly smoothed: what edge_support reads."""
     g = cv2.GaussianBlur(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
     return cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
 
 
 def silhouette_scale(image_rgb: np.ndarray, K: np.ndarray, R: np.ndarray, t_m: np.ndarray, corners_m: np.ndarray,
-                     scales: np.ndarray = SCALES) -> float:
+                     scales: np.ndarray = SCALES, grads: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """The size factor (of `scales`) whose scaled cuboid outline (convex hull of the 8 projected corners
-    `corners_m`, object frame, metres) lies on the strongest edges of the photo, at pose (R, t_m)."""
-    gx, gy = _gradients(image_rgb)
-    support = [edge_support(gx, gy, cv2.convexHull(_project(K, R, t_m, corners_m * s).astype(np.float32))[:, 0])
+    `corners_m`, object frame, metres) lies on the strongest edges of the photo, at pose (R, t_m).
+    grads: the photo's image_gradients, when the caller has them already."""
+    gx, gy = grads if grads is not None else image_gradients(image_rgb)
+    support = [edge_support(gx, gy, cv2.convexHull(project_points(corners_m * s, R, t_m, K).astype(np.float32))[:, 0])
                for s in scales]
     return peak_of(scales, np.array(support))
 
 
 def marker_border_scale(image_rgb: np.ndarray, K: np.ndarray, R: np.ndarray, t_m: np.ndarray,
-                        marker_corners_m: dict[int, np.ndarray], scales: np.ndarray = SCALES) -> float | None:
+                        marker_corners_m: dict[int, np.ndarray], scales: np.ndarray = SCALES,
+                        grads: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
     """As silhouette_scale, for the outer borders of the markers that face the camera (each scaled about its
     own centre); None when no marker faces the camera."""
-    gx, gy = _gradients(image_rgb)
+    gx, gy = grads if grads is not None else image_gradients(image_rgb)
     total = np.zeros(len(scales))
     seen = False
     for corners in marker_corners_m.values():
@@ -94,7 +95,7 @@ def marker_border_scale(image_rgb: np.ndarray, K: np.ndarray, R: np.ndarray, t_m
         if normal_cam @ centre_cam > -0.3 * np.linalg.norm(centre_cam):   # seen edge-on or from behind
             continue
         seen = True
-        total += [edge_support(gx, gy, _project(K, R, t_m, centre + s * (corners - centre))) for s in scales]
+        total += [edge_support(gx, gy, project_points(centre + s * (corners - centre), R, t_m, K)) for s in scales]
     return peak_of(scales, total) if seen else None
 
 
@@ -126,14 +127,6 @@ class SizeCheck:
                               for s in np.unique(self.scene_ids)}}
 
 
-def _read_rgb(path) -> np.ndarray:
-    from core.io import UserError
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None:
-        raise UserError(f"{path}: unreadable image")
-    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
-
-
 def check_object_size(images, spec) -> SizeCheck:
     """images: core.bop.BopImage's (unlabelled ones are skipped; the first ground truth of each is used);
     spec: core.objects.ObjectSpec."""
@@ -143,10 +136,11 @@ def check_object_size(images, spec) -> SizeCheck:
     for im in images:
         if not im.labelled:
             continue
-        rgb = _read_rgb(im.rgb_path)
+        rgb = read_rgb(im.rgb_path)
+        grads = image_gradients(rgb)
         R, t = np.asarray(im.gts[0].R, np.float64), np.asarray(im.gts[0].t_mm, np.float64) / 1000
-        sil.append(silhouette_scale(rgb, im.K, R, t, corners))
-        m = marker_border_scale(rgb, im.K, R, t, markers) if markers else None
+        sil.append(silhouette_scale(rgb, im.K, R, t, corners, grads=grads))
+        m = marker_border_scale(rgb, im.K, R, t, markers, grads=grads) if markers else None
         mk.append(np.nan if m is None else m)
         sid.append(im.scene_id)
     return SizeCheck(np.array(sil), np.array(mk, dtype=np.float64), np.array(sid), tuple(spec.size_m))

@@ -136,11 +136,12 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     from core.bop import load_bop_scenes, read_scene_groups
     from core.io import atomic_torch_save, atomic_write_json, code_version
     from pose_model.model import load_checkpoint
-    from pose_model.predict import PoseEstimator, read_rgb
+    from pose_model.predict import PoseEstimator, check_model_for_set, read_rgb
     groups = read_scene_groups(real_root)
     scene_ids = check_tune_scenes(real_root, groups.get(session, []), session)
     images = [im for im in load_bop_scenes(real_root, scene_ids) if im.labelled]
     est = PoseEstimator.load(ckpt, device)
+    check_model_for_set(est, real_root)
     gts = [next((g for g in im.gts if g.obj_id == est.spec.obj_id), None) for im in images]
     images, gts = [im for im, g in zip(images, gts) if g is not None], [g for g in gts if g is not None]
     from tqdm import tqdm

@@ -131,6 +131,21 @@ def gt_crop_box(spec, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, crop_factor
                          2.0 * crop_factor)
 
 
+def check_model_for_set(est: PoseEstimator, real_root: str | os.PathLike) -> None:
+    """Refuse (UserError) a BOP set whose object (models_info.json: id, name, size) is not the checkpoint's."""
+    from core.bop import read_models_info
+    root = Path(real_root)
+    info = read_models_info(root)
+    mine = info.get(est.spec.obj_id)
+    if mine is None or (mine.get("name") not in (None, est.spec.name)):
+        names = {k: v.get("name", "?") for k, v in info.items()}
+        raise UserError(f"{root}/models/models_info.json: the checkpoint is for object {est.spec.name!r} "
+                        f"(obj_id {est.spec.obj_id}), this set has {names}")
+    if all(k in mine for k in ("size_x", "size_y", "size_z")):
+        est.check_object(size_m=[mine["size_x"] / 1000, mine["size_y"] / 1000, mine["size_z"] / 1000],
+                         where=f"{root}/models/models_info.json")
+
+
 def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: str | os.PathLike,
                 scene_ids=None, device: str = "auto", overlays: str | os.PathLike | None = None,
                 progress: bool = False, diagnostic_gt_crop: bool = False, head: str | None = None,
@@ -142,18 +157,10 @@ def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: 
 
     diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
     skipped): isolates the crop regressor's transfer; a diagnostic, never an end-to-end score."""
-    from core.bop import load_bop_scenes, read_models_info, write_results_csv
+    from core.bop import load_bop_scenes, write_results_csv
     est = PoseEstimator.load(ckpt, device, head=head, hypotheses=hypotheses)
     root = Path(real_root)
-    info = read_models_info(root)
-    mine = info.get(est.spec.obj_id)
-    if mine is None or (mine.get("name") not in (None, est.spec.name)):
-        names = {k: v.get("name", "?") for k, v in info.items()}
-        raise UserError(f"{root}/models/models_info.json: the checkpoint is for object {est.spec.name!r} "
-                        f"(obj_id {est.spec.obj_id}), this set has {names}")
-    if all(k in mine for k in ("size_x", "size_y", "size_z")):
-        est.check_object(size_m=[mine["size_x"] / 1000, mine["size_y"] / 1000, mine["size_z"] / 1000],
-                         where=f"{root}/models/models_info.json")
+    check_model_for_set(est, root)
     images = load_bop_scenes(root, scene_ids)
     if not images:
         raise UserError(f"{root}: no images in the chosen scenes")

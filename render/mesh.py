@@ -18,14 +18,10 @@ TILE_PX = 180  # the smallest tile: 22/30 of 180 = 132 px = 6 marker cells of 22
 _DICTS = {}
 
 
-def _marker_fractions(spec: ObjectSpec) -> list[float]:
-    """Each marker's side as a fraction of its face's tile side."""
-    out = []
-    for face, look in spec.faces.items():
-        if look.marker is not None:
-            n = np.abs(FACE_FRAMES[face][0])
-            out.append(look.marker.size_m / min(s for s, k in zip(spec.size_m, n) if k == 0))
-    return out
+def _marker_fraction(spec: ObjectSpec, face: str) -> float:
+    """The face's marker side as a fraction of the face's (shorter) side, i.e. of its tile."""
+    n = np.abs(FACE_FRAMES[face][0])
+    return spec.faces[face].marker.size_m / min(s for s, k in zip(spec.size_m, n) if k == 0)
 
 
 def tile_px_for(spec: ObjectSpec, max_px: int = 4 * TILE_PX) -> int:
@@ -33,7 +29,7 @@ def tile_px_for(spec: ObjectSpec, max_px: int = 4 * TILE_PX) -> int:
     texels (within 0.05) and sits centred (even margins), so that the rendered marker has its spec's size — a
     marker of 22 mm on a 30.6 mm face is 129.4 texels of 180 (drawn as 129: 21.9 mm), 220 of 306. TILE_PX itself
     when it fits (the 30 mm ArUco cube); the closest fit up to max_px otherwise."""
-    fr = _marker_fractions(spec)
+    fr = [_marker_fraction(spec, f) for f, look in spec.faces.items() if look.marker is not None]
     best, best_err = TILE_PX, np.inf
     for t in range(TILE_PX, max_px + 1):
         px = [t * f for f in fr]
@@ -62,9 +58,7 @@ def face_tile(spec: ObjectSpec, face: str, tile_px: int = TILE_PX) -> np.ndarray
         tile[:] = (np.asarray(look.color_rgb) * 255).round().astype(np.uint8)
     m = look.marker
     if m is not None:
-        n = np.abs(FACE_FRAMES[face][0])
-        side_m = min(s for s, k in zip(spec.size_m, n) if k == 0)
-        m_px = int(round(tile_px * m.size_m / side_m))
+        m_px = int(round(tile_px * _marker_fraction(spec, face)))
         if m.dictionary not in _DICTS:
             _DICTS[m.dictionary] = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, m.dictionary))
         bitmap = cv2.aruco.generateImageMarker(_DICTS[m.dictionary], m.id, m_px)
