@@ -30,6 +30,9 @@ CONTROLS = (("refiner (simgan − render-dr)", "simgan", "render-dr"),
             ("render-time DR (dr − image-dr)", "dr", "image-dr"),
             ("render-DR localizer (hybrid-dr − image-dr)", "hybrid-dr", "image-dr"),
             ("ADR vs DR (adr − dr)", "adr", "dr"),
+            # issue 12's two comparisons as it named them; each confounds the refiner with render-time DR
+            ("SimGAN pipeline vs nominal renders (simgan − none; refiner + render-time DR)", "simgan", "none"),
+            ("SimGAN+DR vs image DR (simgan+dr − image-dr; refiner + render-time DR)", "simgan+dr", "image-dr"),
             (f"fine-tune on tune-session labels (fine-tune − {FINETUNE_FROM})", FINETUNE_ROW, FINETUNE_FROM),
             (f"depth scale from tune-session labels (depth scale − {FINETUNE_FROM})", DEPTH_SCALE_ROW, FINETUNE_FROM))
 METRIC_WORDS = {"te_mm_median": ("median te", " mm", "{:+.1f}"), "re_deg_median": ("median re", "°", "{:+.1f}"),

@@ -14,7 +14,8 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
               help="quick: minutes, numbers not meaningful (CI); default: < 1 h on a 2-core CPU; full: a GPU.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick].")
+              help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick]. More seeds on "
+                   "a finished --out add the missing ones (its finished stages are kept).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs of every sim pipeline [default: the profile's, 16 for default]. 8 halves the "
                    "training time; on the tune session it localized and oriented the cube worse (README).")

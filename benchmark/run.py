@@ -90,7 +90,11 @@ class StageLog:
         self.path = out / "stages.json"
         self.state = read_json(self.path, "stage log") if self.path.is_file() else {"args": args, "stages": {}}
         old = self.state.get("args") or {}
-        if old != args:
+        self.seeds_before: int | None = None  # set when this run adds seeds to a finished one
+        if old != args and {**old, "seeds": args.get("seeds")} == args and args["seeds"] > old.get("seeds", 0):
+            # more seeds, all else equal: every finished stage is one seed's (or shared by all), so it stays valid
+            self.seeds_before, self.state["args"] = old["seeds"], args
+        elif old != args:
             diff = "; ".join(f"{k}: {old.get(k, 'not recorded')} there, {args.get(k, 'not recorded')} now"
                              for k in sorted(set(old) | set(args)) if old.get(k) != args.get(k))
             raise UserError(f"{out}: holds a benchmark run with other arguments ({diff}); use another --out or "
@@ -306,6 +310,9 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     # the effective epochs, given or not: a run of an older default (8) is not resumed with another
     args["epochs"] = sim_epochs(prof)
     stages = StageLog(out, args)
+    if stages.seeds_before is not None:
+        log(f"{out}: adding seeds {stages.seeds_before}–{seeds - 1} to a run of {stages.seeds_before} seed(s); "
+            f"its finished stages are kept")
     t_start = time.time()
 
     real_root = Path(stages.run("real", lambda: {"root": str(prepare_real(real, from_dir, log))}, log)["root"])

@@ -135,6 +135,8 @@ def test_results_schema_rows_summary_paired(quick_report):
         "refiner (simgan − render-dr)", "refiner under image DR (simgan+dr − dr)",
         "image DR on DR renders (dr − render-dr)", "render-time DR (dr − image-dr)",
         "render-DR localizer (hybrid-dr − image-dr)", "ADR vs DR (adr − dr)",
+        "SimGAN pipeline vs nominal renders (simgan − none; refiner + render-time DR)",
+        "SimGAN+DR vs image DR (simgan+dr − image-dr; refiner + render-time DR)",
         "fine-tune on tune-session labels (fine-tune − render-dr)",
         "depth scale from tune-session labels (depth scale − render-dr)"]
     md = (quick_report / "report.md").read_text()

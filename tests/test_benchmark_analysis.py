@@ -39,7 +39,7 @@ def test_ranking_and_generated_verdict():
     rank = ranking(SUMMARY, PAIRED)
     assert [r["pipeline"] for r in rank] == ["simgan+dr", "image-dr", "dr", "adr", "mean-pose"]
     ctl = controls(PAIRED)
-    assert [c["effect"].split(" ")[0] for c in ctl] == ["refiner", "render-time", "ADR"]
+    assert [c["effect"].split(" ")[0] for c in ctl] == ["refiner", "render-time", "ADR", "SimGAN+DR"]
     text = " ".join(verdict(SUMMARY, PAIRED, rank))
     assert "**simgan+dr** comes first" in text and "it is not resolved from **image-dr**" in text
     # the refiner's control pairs it with dr (the same renders and image randomization, no refiner)
