@@ -162,4 +162,6 @@ def format_size_check(s: dict, spec_name: str) -> str:
         lines.append(f"The object is {'larger' if f > 1 else 'smaller'} than its spec by {abs(f - 1) * 100:.1f} %: "
                      f"to render it as it is, set size_m to {[round(v / 1000, 5) for v in s['measured_size_mm']]} in "
                      f"the object's spec (markers unchanged).")
+    else:
+        lines.append("The object matches its spec (within 1 %): nothing to change.")
     return "\n".join(lines)

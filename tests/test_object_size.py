@@ -68,3 +68,16 @@ def test_shared_photos_cube_is_larger_than_its_spec(shared_real, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "real", "check-size", "--real", str(out),
                         "--session", "test1"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown session" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("factor, says", [(1.004, "matches its spec (within 1 %)"),
+                                          (1.02, "larger than its spec by 2.0 %: to render it as it is, set size_m "
+                                                 "to [0.0306, 0.0306, 0.0306]"),
+                                          (0.97, "smaller than its spec by 3.0 %")])
+def test_the_paragraph_says_what_to_do(factor, says):
+    from eval.object_size import format_size_check
+    s = {"size_factor": factor, "n_photos": 99, "silhouette_factor": factor, "silhouette_iqr": [0.99, 1.03],
+         "marker_factor": 1.0, "measured_size_mm": [30 * factor] * 3, "spec_size_mm": [30.0] * 3}
+    text = format_size_check(s, "aruco-cube")
+    assert says in text and "in 99 labelled photos" in text
+    assert ("matches" in text) == (abs(factor - 1) <= 0.01)
