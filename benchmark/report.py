@@ -222,7 +222,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
                  rig_rows: list[dict[str, Any]] | None = None) -> None:
     """report.md, report.html and results.json from the finished rows, the run's meta and the analysis
     (benchmark.analysis.analyse, with `rig` from rig_analysis); rig_rows: the rig rows, reported apart."""
-    from eval.plots import plot_error_cdfs
+    from eval.plots import plot_error_cdfs, plot_seed_spread
     out = Path(out)
     rig_rows = rig_rows or []
     if rig_rows:  # what the fusion did, per rig row (mean over seeds), and its settings
@@ -237,6 +237,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
     cdf = plot_error_cdfs({r["pipeline"]: read_per_image(r["score_dir"]) for r in seed0}, out / "cdf.png",
                           title=f"session {meta['report_session']}: error CDFs (seed 0)")
     figs.append(("Error CDFs per pipeline (seed 0)", cdf))
+    order = [x["pipeline"] for x in analysis["ranking"]]
+    figs.append(("Each seed's median errors per pipeline (the spread behind the intervals)", plot_seed_spread(
+        analysis["summary"], order, out / "seeds.png", title=f"session {meta['report_session']}")))
     rig0 = {r["pipeline"]: r for r in rig_rows if r["seed"] == 0}
     for p in [x["pipeline"] for x in analysis["ranking"]]:   # the best-ranked pipeline that has a rig row
         single = next((r for r in seed0 if r["pipeline"] == p), None)

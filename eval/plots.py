@@ -1,4 +1,4 @@
-"""Figures of `sim2real score` and the benchmark report: error CDFs and wireframe overlays."""
+"""Figures of `sim2real score` and the benchmark report: error CDFs, the seeds' spread and wireframe overlays."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,6 +47,43 @@ def plot_error_cdfs(curves: dict[str, Sequence[dict[str, Any]]], out_png: str | 
     axes[0].legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save_fig(fig, out_png)
+    plt.close(fig)
+    return Path(out_png)
+
+
+# (summary metric, axis label) of the seed-spread panels
+SEED_PANELS = (("te_mm_median", "median te (mm)"), ("re_deg_median", "median re (deg)"))
+
+
+def plot_seed_spread(summary: dict[str, dict[str, Any]], order: Sequence[str], out_png: str | Path,
+                     max_te_mm: float = 60.0, title: str | None = None) -> Path:
+    """One panel per metric: each pipeline's per-seed medians (dots), their mean (bar) and 95 % interval (line),
+    pipelines top to bottom in `order`. Rows whose mean te exceeds max_te_mm (no cube found) are left out and named
+    in the title, so the scale stays readable. summary: benchmark.analysis.summarise's (per_seed, mean, ci95)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keep = [p for p in order if p in summary and summary[p]["te_mm_median"]["mean"] <= max_te_mm]
+    left = [p for p in order if p in summary and p not in keep]
+    fig, axes = plt.subplots(1, len(SEED_PANELS), figsize=(5.2 * len(SEED_PANELS), 0.45 * len(keep) + 1.4),
+                             sharey=True)
+    for ax, (metric, label) in zip(axes, SEED_PANELS):
+        for y, p in enumerate(keep):
+            st = summary[p][metric]
+            seeds = st.get("per_seed") or [st["mean"]]
+            ax.scatter(seeds, [y] * len(seeds), s=14, color="tab:blue", alpha=0.7, zorder=3)
+            if "ci95" in st:
+                ax.plot(st["ci95"], [y, y], color="0.4", lw=1.5, zorder=2)
+            ax.plot([st["mean"]] * 2, [y - 0.3, y + 0.3], color="tab:red", lw=2, zorder=4)
+        ax.set_xlabel(label)
+        ax.set_xlim(left=0)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(keep)), keep, fontsize=8)
+    axes[0].invert_yaxis()
+    note = f"; left out (mean te > {max_te_mm:g} mm): {', '.join(left)}" if left else ""
+    fig.suptitle((title or "seeds") + " — dots: seeds, red: mean, grey: 95 % interval" + note, fontsize=8)
     fig.tight_layout()
     _save_fig(fig, out_png)
     plt.close(fig)

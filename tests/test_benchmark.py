@@ -28,7 +28,7 @@ def quick_report(shared_real, tmp_path_factory):
 
 
 def test_quick_benchmark_writes_a_complete_report(quick_report):
-    for name in ("report.md", "report.html", "results.json", "cdf.png"):
+    for name in ("report.md", "report.html", "results.json", "cdf.png", "seeds.png"):
         assert (quick_report / name).is_file(), name
     md = (quick_report / "report.md").read_text()
     assert md.splitlines()[0].startswith("> **QUICK PROFILE") and "not meaningful" in md.splitlines()[0]
