@@ -64,8 +64,9 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
 @click.option("--diagnostic-gt-crop", is_flag=True,
               help="DIAGNOSTIC: crop around the labelled pose instead of the localizer's estimate (--real only).")
 @click.option("--head", type=click.Choice(HEADS), default=None,
-              help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, or the direct 6-D/depth "
-                   "regression (default: the one the model was trained to report).")
+              help="Pose head: PnP's rotation with the direct translation, keypoints + PnP, the direct 6-D/depth "
+                   "regression, or PnP's rotation with the mean of both translations (default: the one the model "
+                   "was trained to report).")
 @click.option("--hypotheses", type=click.IntRange(min=1), default=None,
               help="Look at this many peaks of the localizer's map and refine the one whose keypoints agree best "
                    "(helps on cluttered desks; default: the model's setting — 3 for models trained with the default "

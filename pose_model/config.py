@@ -59,7 +59,8 @@ class TrainConfig:
                                       # equal in 7; 5 = 3)
     sym_split: bool = False           # True: rotation modulo the shape's 24 symmetries + a classifier (PoseModel)
     head: str = "pnp-rot"             # the reported pose: "pnp-rot" (PnP rotation, direct translation: best on the
-                                      # tune session and synthetic val), "pnp" (keypoints + PnP) or "direct"
+                                      # tune session and synthetic val), "pnp" (keypoints + PnP), "direct" or
+                                      # "pnp-mean" (PnP's rotation, the mean of both translations; README, "Depth")
     # ---- loss weights ----
     w_rot: float = 1.0
     w_centre: float = 5.0

@@ -264,7 +264,8 @@ class PoseModel(nn.Module):
         image_hw: size of the image K_full belongs to (default: the training camera's);
         resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
         head: "pnp" (keypoints + PnP, the direct pose where PnP fails), "direct" (the 6D/depth head) or
-        "pnp-rot" (PnP's rotation with the direct head's translation);
+        "pnp-rot" (PnP's rotation with the direct head's translation) or "pnp-mean" (PnP's rotation, the mean of
+        the two heads' translations where PnP succeeded);
         hypotheses: look at this many peaks of the localizer's map (one crop each) and refine, per image, the one
         whose localizer probability and keypoint agreement are best (`KP_VERIFY_WEIGHT`): on a cluttered desk
         the cube is often the second or third peak.
@@ -321,12 +322,14 @@ class PoseModel(nn.Module):
             out = self.regressor(crop_source(box, n))
             R_d, t_d, _ = self.reg_decode(out, Kc)
             R, t, ok = (R_d, t_d, torch.zeros(len(R_d), dtype=torch.bool, device=R_d.device))
-            if head in ("pnp", "pnp-rot"):  # keypoints follow the geometric estimate R_d·g: PnP there, back by gᵀ
+            if head != "direct":  # keypoints follow the geometric estimate R_d·g: PnP there, back by gᵀ
                 g = self.sym_choice(out)
                 R, t, ok = self.pnp(out["kp"], Kc, R_d @ g, t_d)
                 R = R @ g.transpose(-1, -2)
                 if head == "pnp-rot":  # the direct head's translation: its depth is the better one (measured)
                     t = t_d
+                elif head == "pnp-mean":  # the two depths err to opposite sides on photos (README, "Depth")
+                    t = torch.where(ok[:, None], (t + t_d) / 2, t_d)
             if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
                 good = t[:, 2] > 1e-3
                 centre = torch.where(good[:, None], G.project(t, K_full), centre)

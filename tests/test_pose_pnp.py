@@ -126,6 +126,36 @@ def test_crop_follows_and_resizes_with_the_estimate(head):
         assert torch.allclose(same["box"][:, 2], side)
 
 
+class _TwoDepthRegressor(_OffsetRegressor):
+    """The direct head reads the distance e_direct too far, the keypoints put the cube e_kp too far."""
+
+    def __init__(self, m, R, t, K, e_direct, e_kp):
+        super().__init__(m, R, t, K, e_direct)
+        self.e_kp = e_kp
+
+    def forward(self, crops):
+        out = super().forward(crops)
+        _, _, _, Kc = self.m.reg_targets(self.R, self.t, self.K, self.box)
+        out["kp"] = self.m.kp_targets(self.R, self.t * (1 + self.e_kp), Kc)[:, 0]
+        return out
+
+
+def test_heads_take_their_translation_from_the_right_place():
+    """pnp-rot: the direct head's distance; pnp: the keypoints'; pnp-mean: the mean of the two."""
+    m, R, t, K, box_gt, _ = real_like_case(8, 64, seed=5)
+    reg = _TwoDepthRegressor(m, R, t, K, -0.04, 0.02)
+    m.regressor = reg
+
+    def src(box, n):
+        reg.box = box
+        return torch.zeros(len(box), 3, n, n, dtype=torch.float64)
+    for head, e in (("pnp-rot", -0.04), ("pnp", 0.02), ("pnp-mean", -0.01)):
+        out = m.infer(None, src, K, refine_iters=0, boxes=box_gt, head=head)
+        assert out["pnp_ok"].all()
+        assert (out["t_m"] - t * (1 + e)).abs().max() < 1e-5, head
+        assert rot_err_deg(out["R"], R).max() < 1e-4
+
+
 def test_finetune_reads_only_tune_session_scenes(tmp_path):
     from core.bop import write_models, write_scene
     from pose_model.config import make_config
