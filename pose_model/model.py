@@ -263,9 +263,9 @@ class PoseModel(nn.Module):
         boxes: skip the localizer and use these crop boxes (the GT-crop diagnostic);
         image_hw: size of the image K_full belongs to (default: the training camera's);
         resize_crop: each refinement re-sizes (not only re-centres) the crop from the current pose estimate;
-        head: "pnp" (keypoints + PnP, the direct pose where PnP fails), "direct" (the 6D/depth head) or
-        "pnp-rot" (PnP's rotation with the direct head's translation) or "pnp-mean" (PnP's rotation, the mean of
-        the two heads' translations where PnP succeeded);
+        head: "pnp" (keypoints + PnP, the direct pose where PnP fails), "direct" (the 6D/depth head), "pnp-rot"
+        (PnP's rotation with the direct head's translation) or "pnp-mean" (PnP's rotation, the mean of the two
+        heads' translations where PnP succeeded);
         hypotheses: look at this many peaks of the localizer's map (one crop each) and refine, per image, the one
         whose localizer probability and keypoint agreement are best (`KP_VERIFY_WEIGHT`): on a cluttered desk
         the cube is often the second or third peak.

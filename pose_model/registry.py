@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from core.io import UserError
 
 # The pose heads a trained model can report (PoseModel.infer): PnP's rotation with the direct translation (the
-# default), keypoints + PnP, the direct 6-D/depth regression. Here, torch-free, for the CLI and the config.
+# default), keypoints + PnP, the direct 6-D/depth regression, PnP's rotation with the mean of both translations.
+# Here, torch-free, for the CLI and the config.
 HEADS = ("pnp-rot", "pnp", "direct", "pnp-mean")
 
 
