@@ -241,7 +241,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
     figs.append(("Each seed's median errors per pipeline (the spread behind the intervals)", plot_seed_spread(
         analysis["summary"], order, out / "seeds.png", title=f"session {meta['report_session']}")))
     rig0 = {r["pipeline"]: r for r in rig_rows if r["seed"] == 0}
-    for p in [x["pipeline"] for x in analysis["ranking"]]:   # the best-ranked pipeline that has a rig row
+    for p in order:   # the best-ranked pipeline that has a rig row
         single = next((r for r in seed0 if r["pipeline"] == p), None)
         rig = next((r for name, r in rig0.items() if name.startswith(p + " ")), None)
         if single and rig:

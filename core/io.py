@@ -66,6 +66,15 @@ def atomic_write_png(path: str | os.PathLike, rgb: Any) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
+def read_rgb(path: str | os.PathLike) -> Any:
+    """An image file as an (H, W, 3) uint8 RGB array; UserError naming the file when it cannot be read."""
+    import cv2
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise UserError(f"{path}: unreadable image")
+    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+
+
 def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
     """A matplotlib figure as a PNG, atomically (rendered to memory first)."""
     import io

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from core.camera import project_points
-from pose_model.predict import read_rgb
+from core.io import read_rgb
 
 SCALES = np.round(np.arange(0.95, 1.1001, 0.005), 4)  # the size factors searched (below 0.95: inner edges)
 

@@ -328,8 +328,8 @@ class PoseModel(nn.Module):
                 R = R @ g.transpose(-1, -2)
                 if head == "pnp-rot":  # the direct head's translation: its depth is the better one (measured)
                     t = t_d
-                elif head == "pnp-mean":  # the two depths err to opposite sides on photos (README, "Depth")
-                    t = torch.where(ok[:, None], (t + t_d) / 2, t_d)
+                elif head == "pnp-mean":  # the two depths err to opposite sides on photos (README, "Depth");
+                    t = (t + t_d) / 2     # where PnP failed, t is t_d already (pnp keeps the direct pose)
             if it < refine_iters:  # the next crop follows the estimate (behind the camera: keep the last crop)
                 good = t[:, 2] > 1e-3
                 centre = torch.where(good[:, None], G.project(t, K_full), centre)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.device import pick_device
-from core.io import UserError, atomic_write_bytes, atomic_write_json, read_json
+from core.io import UserError, atomic_write_bytes, atomic_write_json, read_json, read_rgb
 from core.objects import spec_from_dict
 from pose_model import geometry as G
 from pose_model.model import PoseModel, load_checkpoint, meta_from_dict
@@ -98,13 +98,6 @@ class PoseEstimator:
                       resize_crop=self.resize_crop, head=self.head, hypotheses=self.hypotheses)
         return {"R": out["R"][0].double().cpu().numpy(), "t_m": out["t_m"][0].double().cpu().numpy(),
                 "score": float(out["score"][0]), "box": out["box"][0].cpu().numpy()}
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None:
-        raise UserError(f"{path}: unreadable image")
-    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 
 def draw_overlay(image_rgb: np.ndarray, R: np.ndarray, t_m: np.ndarray, K: np.ndarray, spec,
