@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from core.profiles import PROFILE_NAMES
-from pose_model.registry import SIM_PIPELINES
+from pose_model.registry import HEADS, SIM_PIPELINES
 
 
 @click.command()
@@ -34,14 +34,18 @@ from pose_model.registry import SIM_PIPELINES
 @click.option("--tune", default="data", show_default=True,
               help="Session for the refiner (unlabelled), the oracle and any tuning (a session of --real).")
 @click.option("--report", default="test1", show_default=True, help="Session every reported number is on.")
+@click.option("--head", type=click.Choice(("auto",) + HEADS), default="auto", show_default=True,
+              help="The pose head each row reports. auto: per sim-trained model, the head with the best AR on the "
+                   "tune session's labelled photos (the fine-tune and depth-scale rows take their source model's, "
+                   "the oracle its own); or one head for every row (pnp-rot: what runs before --head reported).")
 def benchmark(real, from_dir, profile, seeds, epochs, out, device, pipelines, executor, workers, ray_address, tune,
-              report):
+              report, head):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark
     run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, epochs=epochs, out=out, device=device,
                   pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), executor=executor,
-                  workers=workers, ray_address=ray_address, tune=tune, report=report)
+                  workers=workers, ray_address=ray_address, tune=tune, report=report, head=head)
 
 
 COMMANDS = [benchmark]

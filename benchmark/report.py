@@ -56,15 +56,16 @@ def table_rows(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
 
 
 def head_rows(rows: list[dict[str, Any]], order: list[str]) -> list[list[str]]:
-    """[headers, one line per pipeline]: AR, median te and re of the reported head vs the direct head (seed means);
-    [] when no row has a direct-head score."""
-    out = [["pipeline", "AR (reported)", "AR (direct)", "te mm (reported)", "te mm (direct)", "re ° (reported)",
-            "re ° (direct)"]]
+    """[headers, one line per pipeline]: the heads its seeds reported, and AR, median te and re of the reported
+    head vs the direct head (seed means); [] when no row has a direct-head score."""
+    out = [["pipeline", "reported head (seeds)", "AR (reported)", "AR (direct)", "te mm (reported)",
+            "te mm (direct)", "re ° (reported)", "re ° (direct)"]]
     for p in order:
         rs = [r for r in rows if r["pipeline"] == p and "direct_head" in r]
         if not rs:
             continue
-        cells = []
+        heads = [r.get("head", "pnp-rot") for r in sorted(rs, key=lambda r: r["seed"])]
+        cells = [", ".join(f"{h} ×{heads.count(h)}" for h in dict.fromkeys(heads))]
         for k, fmt in (("ar", "{:.3f}"), ("te_mm_median", "{:.1f}"), ("re_deg_median", "{:.1f}")):
             cells += [_num(fmt, float(np.mean([r[k] for r in rs]))),
                       _num(fmt, float(np.mean([r["direct_head"][k] for r in rs])))]
@@ -171,12 +172,17 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     heads = head_rows(rows, order)
     if heads:
         secs.append(("Pose heads on the same images", [
-            "Each trained model scored twice on the report session: with its reported head (PnP rotation from the "
-            "9 predicted keypoints + the direct head's translation) and with the direct 6-D/depth head alone. "
-            "Mean over seeds."], heads, []))
-    seed_rows = [["pipeline", "seed", "AR", "median te (mm)", "median re (°)", "acc 5°/2 cm", "train s"]]
+            "Each trained model scored twice on the report session: with its reported head and with the direct "
+            "6-D/depth head alone. Heads: pnp-rot (PnP's rotation from the 9 predicted keypoints, the direct "
+            "translation), pnp (PnP's pose), direct, pnp-mean (PnP's rotation, the mean of both translations). "
+            + ("Under `--head auto` each sim-trained model reports the head with the best AR on the tune session's "
+               "labelled photos (chosen there, never here); the fine-tune and depth-scale rows take their source "
+               "model's, the oracle its own. " if meta.get("command", {}).get("head") == "auto" else "")
+            + "Mean over seeds."], heads, []))
+    seed_rows = [["pipeline", "seed", "head", "AR", "median te (mm)", "median re (°)", "acc 5°/2 cm", "train s"]]
     for r in sorted(rows, key=lambda r: (order.index(r["pipeline"]), r["seed"])):
-        seed_rows.append([r["pipeline"], str(r["seed"]), f"{r['ar']:.3f}", _num("{:.1f}", r["te_mm_median"]),
+        seed_rows.append([r["pipeline"], str(r["seed"]), r.get("head", "—"), f"{r['ar']:.3f}",
+                          _num("{:.1f}", r["te_mm_median"]),
                           _num("{:.1f}", r["re_deg_median"]), f"{r['acc_5deg_2cm']:.3f}",
                           f"{r.get('train_seconds') or 0:.0f}"])
     secs.append(("Per seed", ["Each row: one trained model scored on the report session."], seed_rows, []))

@@ -102,14 +102,16 @@ def predict_cmd(ckpt, real, images, camera, object_name, out, scenes, overlays, 
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory: model.pt, model_card.json.")
 @click.option("--device", default="auto", show_default=True)
-def calibrate_depth_cmd(ckpt, real, session, out, device):
+@click.option("--head", type=click.Choice(HEADS), default=None,
+              help="The pose head the scale is fitted through; the new checkpoint reports it (default: the model's).")
+def calibrate_depth_cmd(ckpt, real, session, out, device, head):
     """The smallest sim→real fine-tune: one number. Predicts the session's labelled photos, then scales every
     distance the model reports by the median ratio of labelled to estimated distance (photos where it found the
     cube). The weights, and so the rotations, are the sim model's."""
     from core.real_sets import resolve_real
     from core.io import read_json
     from pose_model.finetune import calibrate_depth
-    path = calibrate_depth(ckpt, resolve_real(real), out, session, device, progress=sys.stderr.isatty())
+    path = calibrate_depth(ckpt, resolve_real(real), out, session, device, progress=sys.stderr.isatty(), head=head)
     c = read_json(os.path.join(out, "model_card.json"), "model card")["depth_calibration"]
     click.echo(f"depth scale {c['fitted_factor']:.4f} from {c['n_used']} of {c['n_labelled']} labelled photos of "
                f"session {session!r} (their ratios' IQR {c['ratio_iqr'][0]:.3f}–{c['ratio_iqr'][1]:.3f}); wrote {path}")

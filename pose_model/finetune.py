@@ -118,7 +118,7 @@ def depth_scale_fit(t_pred_m: np.ndarray, t_true_m: np.ndarray, size_m: float) -
 
 def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: str | os.PathLike,
                     session: str = TUNE_SESSION, device: str = "auto", progress: bool = False,
-                    strict: bool = True) -> Path:
+                    strict: bool = True, head: str | None = None) -> Path:
     """A sim-trained model's depth calibrated on the labelled photos of `session` (the tune session) → OUT/model.pt,
     the same weights with meta.depth_scale set (every translation it reports is multiplied by it), and
     OUT/model_card.json. One number fitted to real labels: depth_scale_fit over the session's labelled photos.
@@ -132,7 +132,8 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     by construction; the full fine-tune (finetune) on the same split −4.4 mm [−10.4, +2.9] and +0.7° [−0.5, +2.1].
 
     Fewer than CALIB_MIN_PHOTOS photos where the model found the cube: a UserError, or with strict=False the
-    source model unchanged (depth_scale as before), its card's depth_calibration.not_calibrated saying why."""
+    source model unchanged (depth_scale as before), its card's depth_calibration.not_calibrated saying why.
+    head: the pose head the scale is fitted through and the new checkpoint reports (None: the source's own)."""
     from core.bop import load_bop_scenes, read_scene_groups
     from core.io import atomic_torch_save, atomic_write_json, code_version
     from pose_model.model import load_checkpoint
@@ -140,7 +141,7 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     groups = read_scene_groups(real_root)
     scene_ids = check_tune_scenes(real_root, groups.get(session, []), session)
     images = [im for im in load_bop_scenes(real_root, scene_ids) if im.labelled]
-    est = PoseEstimator.load(ckpt, device)
+    est = PoseEstimator.load(ckpt, device, head=head)
     check_model_for_set(est, real_root)
     gts = [next((g for g in im.gts if g.obj_id == est.spec.obj_id), None) for im in images]
     images, gts = [im for im, g in zip(images, gts) if g is not None], [g for g in gts if g is not None]
@@ -163,8 +164,9 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     calib = {"from": str(ckpt), "session": session, "scene_ids": scene_ids, "n_labelled": len(images),
              "n_used": int(usable.sum()), "depth_scale": round(before * scale, 6), "fitted_factor": round(scale, 6),
              "ratio_iqr": [round(float(q), 4) for q in np.percentile(ratios, [25, 75])] if usable.any() else None,
-             "not_calibrated": note or None, "code_version": code_version()}
-    ck = {**ck, "meta": {**ck["meta"], "depth_scale": before * scale}, "depth_calibration": calib}
+             "head": est.head, "not_calibrated": note or None, "code_version": code_version()}
+    ck = {**ck, "meta": {**ck["meta"], "depth_scale": before * scale}, "depth_calibration": calib,
+          "config": {**ck["config"], "head": est.head}}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(ck, out / "model.pt")
