@@ -726,6 +726,14 @@ def _head_name(head: str | dict[str, Any] | None) -> str | None:
     return head["head"] if isinstance(head, dict) else head
 
 
+def pick_head(per_head: dict[str, dict[str, float]]) -> str:
+    """The head with the highest mean AR in per_head ({head: {"ar": ...}}); ties go to DEFAULT_HEAD, then to the
+    first in pose_model.registry.HEADS order."""
+    from pose_model.registry import HEADS
+    order = [h for h in HEADS if h in per_head]
+    return max(order, key=lambda h: (per_head[h]["ar"], h == DEFAULT_HEAD, -order.index(h)))
+
+
 def _choose_head(trained: dict[str, Any], real_root: Path, tune_scenes: list[int], run_dir: Path, dev: str,
                  max_images: int | None = None) -> dict[str, Any]:
     """The head a sim-trained model reports (--head auto): every head's predictions on the TUNE session's labelled
@@ -757,8 +765,7 @@ def _choose_head(trained: dict[str, Any], real_root: Path, tune_scenes: list[int
         per_head[h] = {"ar": float(np.mean([r["ar"] for r in per])),
                        "te_mm_median": float(np.median([r["te_mm"] for r in per])),
                        "re_deg_median": float(np.median([r["re_deg"] for r in per]))}
-    best = max(HEADS, key=lambda h: (per_head[h]["ar"], h == DEFAULT_HEAD, -HEADS.index(h)))
-    return {"head": best, "criterion": "mean AR over the tune session's labelled photos",
+    return {"head": pick_head(per_head), "criterion": "mean AR over the tune session's labelled photos",
             "tune_scenes": list(tune_scenes), "n_images": len(images), "per_head": per_head}
 
 
