@@ -34,10 +34,9 @@ from pose_model.registry import HEADS, SIM_PIPELINES
 @click.option("--tune", default="data", show_default=True,
               help="Session for the refiner (unlabelled), the oracle and any tuning (a session of --real).")
 @click.option("--report", default="test1", show_default=True, help="Session every reported number is on.")
-@click.option("--head", type=click.Choice(("auto",) + HEADS), default="auto", show_default=True,
-              help="The pose head each row reports. auto: per sim-trained model, the head with the best AR on the "
-                   "tune session's labelled photos (the fine-tune and depth-scale rows take their source model's, "
-                   "the oracle its own); or one head for every row (pnp-rot: what runs before --head reported).")
+@click.option("--head", type=click.Choice(HEADS), default=None,
+              help="One pose head for every row [default: each model's own, pnp-rot]. A head chosen per model on the "
+                   "tune session did not carry over to the report session (README, \"Depth\").")
 def benchmark(real, from_dir, profile, seeds, epochs, out, device, pipelines, executor, workers, ray_address, tune,
               report, head):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score

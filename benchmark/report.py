@@ -174,11 +174,9 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         secs.append(("Pose heads on the same images", [
             "Each trained model scored twice on the report session: with its reported head and with the direct "
             "6-D/depth head alone. Heads: pnp-rot (PnP's rotation from the 9 predicted keypoints, the direct "
-            "translation), pnp (PnP's pose), direct, pnp-mean (PnP's rotation, the mean of both translations). "
-            + ("Under `--head auto` each sim-trained model reports the head with the best AR on the tune session's "
-               "labelled photos (chosen there, never here); the fine-tune and depth-scale rows take their source "
-               "model's, the oracle its own. " if meta.get("command", {}).get("head") == "auto" else "")
-            + "Mean over seeds."], heads, []))
+            "translation), pnp (PnP's pose), direct, pnp-mean (PnP's rotation, the mean of both translations; "
+            "`benchmark --head` sets one for every row). "
+            "Mean over seeds."], heads, []))
     seed_rows = [["pipeline", "seed", "head", "AR", "median te (mm)", "median re (°)", "acc 5°/2 cm", "train s"]]
     for r in sorted(rows, key=lambda r: (order.index(r["pipeline"]), r["seed"])):
         seed_rows.append([r["pipeline"], str(r["seed"]), r.get("head", "—"), f"{r['ar']:.3f}",

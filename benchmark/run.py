@@ -10,8 +10,6 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
                   hybrid-dr, simgan, simgan+dr, oracle), and
                   finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos;
                   depth-scale: the same model with its distances scaled by one number fitted on those photos
-  head:<p>:s<k>   (--head auto) the pose head model (p, k) reports, chosen on the TUNE session's labelled photos
-                  (every head's AR; the real-label rows take the head of the model they start from)
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
   fuse:<p>:s<k>   a calibrated rig (extrinsics + capture instants in the real set): the same predictions fused
                   over the cameras of each instant (eval/fuse.py) → the rig rows, reported apart from the rest
@@ -50,13 +48,6 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # written). The constant lives in pose_model/registry.py (FINETUNE_FROM); the depth-scale row starts from it too.
 SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
-# --head auto (the default): each sim-trained model reports the head with the best AR on the TUNE session's labelled
-# photos. Chosen on the tune session itself: seeds 0–2 of eight sim rows of the 0c86e52 run (23 models), the choice
-# made on half of the capture instants and scored on the other half (100 random halvings, both ways;
-# /work/s15/cv.py): against the fixed pnp-rot head ΔAR +0.011, median te −1.1 mm, re −0.14° on average; render-dr
-# and two of three simgan seeds gain most (pnp-mean, PnP's depth beside the direct head's short one: README, "Depth").
-HEAD_AUTO = "auto"
-DEFAULT_HEAD = "pnp-rot"  # the head every model reported before --head (and the checkpoints' own default)
 
 
 @dataclass
@@ -71,14 +62,12 @@ class BenchProfile:
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
     refiner_check: dict[str, Any] = field(default_factory=lambda: {"n": 200, "n_patches": 400, "classifier_steps": 200})
     n_boot: int = 1000
-    head_choice_images: int | None = None  # --head auto: tune-session photos the choice reads (None: all labelled)
     seeds: int = 1               # training seeds per pipeline when --seeds is not given
 
 
 PROFILES = {
     # CI smoke test: every stage runs on tiny sizes; the numbers mean nothing
     "quick": BenchProfile(n_synth=96, train_profile="quick", refiner_profile="quick", n_boot=200,
-                          head_choice_images=12,
                           oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1},
                           refiner_check={"n": 32, "n_patches": 64, "classifier_steps": 20}),
     # 2-core CPU, 3 seeds of every row, two trainings at once (README: measured time). 16 epochs: chosen on the
@@ -261,12 +250,14 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
                   seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
                   pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
                   workers: int | None = None, ray_address: str | None = None, tune: str = TUNE_SESSION,
-                  report: str = REPORT_SESSION, epochs: int | None = None, head: str = HEAD_AUTO) -> Path:
+                  report: str = REPORT_SESSION, epochs: int | None = None, head: str | None = None) -> Path:
     """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
     single record: this process writes it as each task finishes. epochs: the sim pipelines' training
-    epochs (None: the profile's); the oracle and the fine-tune keep theirs. head: "auto" (each sim model's head
-    chosen on the tune session, HEAD_AUTO) or one of pose_model.registry.HEADS for every row."""
+    epochs (None: the profile's); the oracle and the fine-tune keep theirs. head: the pose head every row reports
+    (one of pose_model.registry.HEADS; None: each checkpoint's own, pnp-rot for every model trained here). A head
+    chosen per model on the tune session's labelled photos (best AR) was tried at 72d3717: it did not carry over
+    to the report session (README, "Depth")."""
     prof = pick_profile(PROFILES, profile)
     seeds = prof.seeds if seeds is None else seeds
     if epochs is not None:
@@ -276,8 +267,8 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
     from pose_model.registry import HEADS
-    if head != HEAD_AUTO and head not in HEADS:
-        raise UserError(f"--head {head}: expected {HEAD_AUTO} or one of {', '.join(HEADS)}")
+    if head is not None and head not in HEADS:
+        raise UserError(f"--head {head}: expected one of {', '.join(HEADS)}")
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
     if bad:
         raise UserError(f"--pipelines: unknown {bad[0]!r} (expected {', '.join(SIM_PIPELINES)})")
@@ -314,7 +305,7 @@ def _device_for(ex, device: str) -> tuple[str, float]:
 
 def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, seeds: int, out: Path,
          device: str, pipelines: tuple[str, ...], log, tune: str = TUNE_SESSION,
-         report: str = REPORT_SESSION, head: str = HEAD_AUTO) -> Path:
+         report: str = REPORT_SESSION, head: str | None = None) -> Path:
     dev, gpus = _device_for(ex, device)
     out.mkdir(parents=True, exist_ok=True)
     # --from as an absolute path: `../shared/...` and `/work/shared/...` are the same run (resume matches either)
@@ -324,7 +315,7 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
         args.update(tune=tune, report=report)
     # the effective epochs, given or not: a run of an older default (8) is not resumed with another
     args["epochs"] = sim_epochs(prof)
-    if head != DEFAULT_HEAD:  # recorded unless it is what every run did before --head: those stay resumable with it
+    if head is not None:  # only when given: runs from before --head stay resumable
         args["head"] = head
     stages = StageLog(out, args)
     if stages.seeds_before is not None:
@@ -421,15 +412,6 @@ class Job:
         return "score:mean-pose" if self.pipeline == MEAN_POSE else f"score:{self.pipeline}:s{self.seed}"
 
     @property
-    def head_stage(self) -> str | None:
-        """The stage that chooses this row's head under --head auto: the model's own for a sim row, the source
-        model's for the real-label rows (fine-tune, depth scale); none for the oracle (trained on the tune photos
-        the choice would be made on) and the floor."""
-        if self.pipeline in (FINETUNE, DEPTH_SCALE):
-            return f"head:{FINETUNE_FROM}:s{self.seed}"
-        return f"head:{self.pipeline}:s{self.seed}" if self.pipeline in SIM_PIPELINES else None
-
-    @property
     def fuse_stage(self) -> str | None:
         """Rig rows: the sim-trained models' predictions fused over the rig (not the floor, not the oracle)."""
         return None if self.pipeline in (MEAN_POSE, ORACLE) else f"fuse:{self.pipeline}:s{self.seed}"
@@ -464,7 +446,7 @@ class Context:
     tune_session: str = TUNE_SESSION      # --tune: refiner (unlabelled) and oracle
     report_session: str = REPORT_SESSION  # --report: every number
     render_backend: str = "process"       # ADR's render workers: Ray actors under --executor ray
-    head: str = HEAD_AUTO                 # --head: auto (chosen per model on the tune session) or one of HEADS
+    head: str | None = None               # --head: the pose head every row reports (None: each checkpoint's own)
     rig: bool = False                     # the real set has rig extrinsics and capture instants: fuse stages run
 
     @property
@@ -486,9 +468,6 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
     tasks: list[Task] = []
     for j in jobs:
         run_dir = ctx.out / "runs" / j.run_dir_name
-        head: Any = None if ctx.head == HEAD_AUTO else ctx.head  # None: the checkpoint's own (the oracle)
-        if ctx.head == HEAD_AUTO and j.head_stage:
-            head = After(j.head_stage)
         if j.pipeline == MEAN_POSE:
             tasks.append(Task(j.score_stage, _mean_pose, (ctx.data["nominal"]["path"], ctx.real_root,
                                                           ctx.report_scenes, ctx.out, prof.n_boot)))
@@ -508,7 +487,7 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                           prof.finetune_overrides), num_cpus=cpus, num_gpus=ctx.gpus))
         elif j.pipeline == DEPTH_SCALE:
             tasks.append(Task(j.train_stage, _calibrate_depth, (After(f"train:{FINETUNE_FROM}:s{j.seed}"), run_dir,
-                                                                 ctx.real_root, ctx.tune_session, ctx.dev, head),
+                                                                 ctx.real_root, ctx.tune_session, ctx.dev, ctx.head),
                               num_cpus=cpus, num_gpus=ctx.gpus))
         elif j.pipeline == ORACLE:
             tasks.append(Task(j.train_stage, _train, (ctx.oracle_data, run_dir, j.pipeline, prof, j.seed, ctx.dev,
@@ -526,12 +505,9 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                 shared = After(twin) if any(x.train_stage == twin for x in jobs) else None
             tasks.append(Task(j.train_stage, _train, (src, run_dir, j.pipeline, prof, j.seed, ctx.dev, over, shared),
                               num_cpus=cpus, num_gpus=ctx.gpus))
-        if ctx.head == HEAD_AUTO and j.head_stage == f"head:{j.pipeline}:s{j.seed}":  # a sim row's own choice
-            tasks.append(Task(j.head_stage, _choose_head, (After(j.train_stage), ctx.real_root, ctx.tune_scenes,
-                                                           run_dir, ctx.dev, prof.head_choice_images),
-                              num_cpus=1.0, num_gpus=ctx.gpus / 4))
         tasks.append(Task(j.score_stage, _predict_and_score, (After(j.train_stage), ctx.real_root,
-                                                              ctx.report_scenes, run_dir, ctx.dev, prof.n_boot, head),
+                                                              ctx.report_scenes, run_dir, ctx.dev, prof.n_boot,
+                                                              ctx.head),
                           num_cpus=1.0, num_gpus=ctx.gpus / 4))
         if ctx.rig and j.fuse_stage:
             tasks.append(Task(j.fuse_stage, _fuse_and_score, (After(j.score_stage), ctx.real_root, ctx.report_scenes,
@@ -678,14 +654,14 @@ def _finetune(trained: dict[str, Any], oracle_data: str, out: Path, real_root: P
 
 
 def _calibrate_depth(trained: dict[str, Any], out: Path, real_root: Path, tune_session: str, dev: str,
-                     head: str | dict[str, Any] | None = None) -> dict[str, Any]:
+                     head: str | None = None) -> dict[str, Any]:
     """The smallest real-label row: the FINETUNE_FROM model with one number fitted on the tune session's labelled
     photos, the scale of its distances (pose_model.finetune.calibrate_depth), read through `head` (the source
     model's, so that the row differs from it by the scale alone)."""
     from pose_model.finetune import calibrate_depth
     t0 = time.time()
     path = calibrate_depth(trained["checkpoint"], real_root, out, tune_session, device=dev, strict=False,
-                           head=_head_name(head))
+                           head=head)
     calib = read_json(Path(out) / "model_card.json", "model card")["depth_calibration"]
     return {"checkpoint": str(path), "train_seconds": round(time.time() - t0, 1), "from": trained["checkpoint"],
             "depth_scale": calib["depth_scale"], "n_photos_used": calib["n_used"],
@@ -721,66 +697,17 @@ def _fuse_and_score(scored: dict[str, Any], real_root: Path, scene_ids: list[int
     return res
 
 
-def _head_name(head: str | dict[str, Any] | None) -> str | None:
-    """A head given as a name, a head stage's result, or None (the checkpoint's own)."""
-    return head["head"] if isinstance(head, dict) else head
-
-
-def pick_head(per_head: dict[str, dict[str, float]]) -> str:
-    """The head with the highest mean AR in per_head ({head: {"ar": ...}}); ties go to DEFAULT_HEAD, then to the
-    first in pose_model.registry.HEADS order."""
-    from pose_model.registry import HEADS
-    order = [h for h in HEADS if h in per_head]
-    return max(order, key=lambda h: (per_head[h]["ar"], h == DEFAULT_HEAD, -order.index(h)))
-
-
-def _choose_head(trained: dict[str, Any], real_root: Path, tune_scenes: list[int], run_dir: Path, dev: str,
-                 max_images: int | None = None) -> dict[str, Any]:
-    """The head a sim-trained model reports (--head auto): every head's predictions on the TUNE session's labelled
-    photos (max_images: an even subset, the quick profile), scored against their labels; the best mean AR wins
-    (ties: DEFAULT_HEAD, then HEADS order). Never the report session."""
-    import numpy as np
-    from core.bop import load_bop_scenes, write_results_csv
-    from eval.score import score_predictions, spec_for_real
-    from pose_model.predict import PoseEstimator, check_model_for_set, read_rgb
-    from pose_model.registry import HEADS
-    spec = spec_for_real(real_root)
-    images = [im for im in load_bop_scenes(real_root, tune_scenes) if im.labelled]
-    if max_images and len(images) > max_images:
-        images = images[::-(-len(images) // max_images)]
-    rgbs = [read_rgb(im.rgb_path) for im in images]
-    (run_dir / "head_choice").mkdir(parents=True, exist_ok=True)
-    per_head: dict[str, dict[str, float]] = {}
-    for h in HEADS:
-        est = PoseEstimator.load(trained["checkpoint"], dev, head=h)
-        check_model_for_set(est, real_root)
-        rows = []
-        for im, rgb in zip(images, rgbs):
-            R, t, score = est.predict(rgb, im.K)
-            rows.append({"scene_id": im.scene_id, "im_id": im.im_id, "obj_id": spec.obj_id, "score": score, "R": R,
-                         "t_mm": t * 1000})
-        write_results_csv(run_dir / "head_choice" / f"preds_tune_session_{h}.csv", rows)
-        _, per = score_predictions(rows, real_root, spec, scene_ids=tune_scenes, n_boot=1)
-        per = [r for r in per if r["predicted"]]  # the subset's photos (max_images)
-        per_head[h] = {"ar": float(np.mean([r["ar"] for r in per])),
-                       "te_mm_median": float(np.median([r["te_mm"] for r in per])),
-                       "re_deg_median": float(np.median([r["re_deg"] for r in per]))}
-    return {"head": pick_head(per_head), "criterion": "mean AR over the tune session's labelled photos",
-            "tune_scenes": list(tune_scenes), "n_images": len(images), "per_head": per_head}
-
-
 def _predict_and_score(trained: str | dict[str, Any], real_root: Path, scene_ids: list[int], run_dir: Path, dev: str,
-                       n_boot: int, head: str | dict[str, Any] | None = None) -> dict[str, Any]:
+                       n_boot: int, head: str | None = None) -> dict[str, Any]:
     """Predictions on the report session → metrics (an executor task); trained: a checkpoint or _train's result;
-    head: the pose head reported (a name, a head stage's result, or None: the checkpoint's own)."""
+    head: the pose head reported (None: the checkpoint's own)."""
     from pose_model.model import load_checkpoint
     from pose_model.predict import predict_bop
     ckpt = trained["checkpoint"] if isinstance(trained, dict) else trained
-    head = _head_name(head)
     csv = run_dir / "preds_report_session.csv"
     predict_bop(ckpt, real_root, csv, scene_ids=scene_ids, device=dev, head=head)
     res = _score(csv, real_root, scene_ids, run_dir / "score", n_boot)
-    res["head"] = head or load_checkpoint(ckpt)["config"].get("head", DEFAULT_HEAD)
+    res["head"] = head or load_checkpoint(ckpt)["config"].get("head", "pnp-rot")
     # the same model with its direct 6-D/depth head, on the same images: how much the PnP rotation adds
     csv_d = run_dir / "preds_report_session_direct.csv"
     predict_bop(ckpt, real_root, csv_d, scene_ids=scene_ids, device=dev, head="direct")

@@ -56,22 +56,8 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
         if r["pipeline"] != "mean-pose":
             assert set(r["direct_head"]) == {"ar", "te_mm_median", "re_deg_median", "acc_add_01d"}, r["pipeline"]
     assert "## Pose heads on the same images" in md
-    # --head auto: each sim model's head chosen on the tune session's photos, every head tried, never a report scene
-    from benchmark.run import pick_head
-    from pose_model.registry import HEADS, SIM_PIPELINES
-    stages = json.loads((quick_report / "stages.json").read_text())["stages"]
-    rows = {r["pipeline"]: r for r in res["rows"]}
-    for p in SIM_PIPELINES:
-        choice = stages[f"head:{p}:s0"]["result"]
-        assert set(choice["per_head"]) == set(HEADS) and choice["head"] == pick_head(choice["per_head"])
-        assert rows[p]["head"] == choice["head"] and choice["tune_scenes"] == meta["tune_scenes"]
-        for h in HEADS:
-            csv = quick_report / "runs" / f"{p.replace('+', '_')}_s0" / "head_choice" / f"preds_tune_session_{h}.csv"
-            scenes = {int(line.split(",")[0]) for line in csv.read_text().splitlines()[1:]}
-            assert scenes and scenes <= set(meta["tune_scenes"]), (p, h, scenes)
-    src = rows["render-dr"]["head"]
-    assert rows["sim→real fine-tune (render-dr)"]["head"] == rows["sim→real depth scale (render-dr)"]["head"] == src
-    assert "head:oracle:s0" not in stages and rows["oracle (real, other session)"]["head"] == "pnp-rot"
+    # every row names the head it reports (each model's own without --head: pnp-rot)
+    assert {r.get("head") for r in res["rows"] if r["pipeline"] != "mean-pose"} == {"pnp-rot"}
     chk = meta["refiner_check"]
     assert 0.0 <= chk["realism"]["refined"]["domain_classifier_accuracy"] <= 1.0
     # realism on the tune session's held-back scene, which no refiner read

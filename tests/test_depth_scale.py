@@ -105,3 +105,21 @@ def test_calibrate_depth_cli(bop_of_renders, tmp_path):
     r = subprocess.run([sys.executable, str(cli), "calibrate-depth", "--model", str(ckpt), "--real", str(root),
                         "--session", "nope", "--out", str(tmp_path / "d")], capture_output=True, text=True)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_calibrate_depth_through_another_head_reports_that_head(bop_of_renders, tmp_path):
+    """head="direct": the scale is fitted on the direct head's distances and the new checkpoint reports that head
+    (the benchmark's depth-scale row under `--head`), so it differs from the source read the same way by the scale."""
+    from core.bop import load_bop_scenes
+    from pose_model.finetune import calibrate_depth
+    from pose_model.predict import PoseEstimator, read_rgb
+    ckpt, root, _ = bop_of_renders
+    out = calibrate_depth(ckpt, root, tmp_path / "cal", session="data", device="cpu", head="direct")
+    card = json.loads((out.parent / "model_card.json").read_text())
+    assert card["depth_calibration"]["head"] == card["config"]["head"] == "direct"
+    src, new = PoseEstimator.load(ckpt, "cpu", head="direct"), PoseEstimator.load(out, "cpu")
+    assert new.head == "direct"
+    f = card["depth_calibration"]["fitted_factor"]
+    for im in load_bop_scenes(root, [3]):
+        rgb = read_rgb(im.rgb_path)
+        np.testing.assert_allclose(new.predict(rgb, im.K)[1], f * src.predict(rgb, im.K)[1], rtol=1e-5)

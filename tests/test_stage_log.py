@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.run import StageLog, pick_head
+from benchmark.run import StageLog
 from core.io import UserError
 
 ARGS = {"real": "aruco-cube", "from": None, "profile": "quick", "seeds": 1, "pipelines": ["none"], "epochs": 1}
@@ -40,21 +40,13 @@ def test_other_changes_are_refused(tmp_path, change):
         StageLog(tmp_path, {**ARGS, **change})
 
 
-def test_a_run_from_before_head_choice_is_not_resumed_with_auto(tmp_path, shared_real):
-    """Its scores used the pnp-rot head everywhere: under --head auto (the default) its stage log is refused, the
-    difference named, before anything runs."""
+def test_a_run_is_not_resumed_with_another_head(tmp_path, shared_real):
+    """Its scores used each model's own head: with --head its stage log is refused, the difference named, before
+    anything runs (and a run without --head keeps what runs from before the option wrote)."""
     args = {**ARGS, "from": str((shared_real / "aruco_cube").resolve())}
     StageLog(tmp_path, args).record("train:none:s0", {"dir": "a"}, 1.0)
     r = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py"), "benchmark", "--from",
-                        args["from"], "--profile", "quick", "--pipelines", "none", "--out", str(tmp_path)],
-                       capture_output=True, text=True)
+                        args["from"], "--profile", "quick", "--pipelines", "none", "--head", "pnp-mean", "--out",
+                        str(tmp_path)], capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "head: not recorded there, auto now" in r.stderr + r.stdout
-
-
-def test_pick_head_takes_the_best_ar_and_breaks_ties_to_the_default():
-    ar = lambda *v: {h: {"ar": a} for h, a in zip(("pnp-rot", "pnp", "direct", "pnp-mean"), v)}
-    assert pick_head(ar(0.50, 0.52, 0.40, 0.61)) == "pnp-mean"
-    assert pick_head(ar(0.50, 0.52, 0.40, 0.30)) == "pnp"
-    assert pick_head(ar(0.50, 0.50, 0.50, 0.50)) == "pnp-rot"      # a tie: the default head
-    assert pick_head({"direct": {"ar": 0.2}, "pnp": {"ar": 0.2}}) == "pnp"  # without the default: registry order
+    assert "head: not recorded there, pnp-mean now" in r.stderr + r.stdout
