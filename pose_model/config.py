@@ -47,6 +47,7 @@ class TrainConfig:
     loc_batch_frac: float = 0.5       # the localizer trains on this fraction of each batch (its task is easier)
     reg_width: int = 32
     reg_hidden: int = 256
+    kp_head: str = "fc"               # keypoints for PnP: "fc" (regressed with the pose) or "dense" (cells vote)
     crop_factor: float = 0.75         # regressor crop side / localizer size (the rendered crop's side)
     # ---- crop jitter, modelled on the localizer's errors ----
     jitter_scale: float = 0.15        # side × U(1 − s, 1 + s)
@@ -87,6 +88,8 @@ class TrainConfig:
             raise UserError(f"--hypotheses {self.hypotheses}: expected a positive integer")
         if self.crop_px % 16:
             raise UserError(f"crop_px {self.crop_px}: expected a multiple of 16")
+        if self.kp_head not in ("fc", "dense"):
+            raise UserError(f"--kp-head {self.kp_head}: expected fc or dense")
         if not self.data:
             raise UserError("--data: a synthetic dataset directory is required")
         if spec.loc_dataset and not self.loc_data:

@@ -35,6 +35,7 @@ class ModelMeta:
     sym_split: bool = False          # rotation = geometry modulo the shape's symmetries + a classifier (see PoseModel)
     depth_scale: float = 1.0         # multiplies the reported translation: 1 for a sim-trained model; a depth
                                      # calibration on labelled photos sets it (pose_model.finetune.calibrate_depth)
+    kp_head: str = "fc"              # the keypoints: "fc" (regressed with the pose) or "dense" (cells vote, nets.py)
 
 
 N_KP = 9  # keypoints: the cube centre, then the 8 corners (core.objects.ObjectSpec.corners_m order)
@@ -78,7 +79,8 @@ class PoseModel(nn.Module):
         geo = shape_symmetries(size).float()
         n_cls = len(geo) if meta.sym_split and len(geo) > len(symmetries) else 0
         self.localizer = Localizer(meta.loc_width)
-        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP, n_cls=n_cls)
+        self.regressor = CropRegressor(meta.crop_px, meta.reg_width, meta.reg_hidden, n_kp=N_KP, n_cls=n_cls,
+                                       kp_head=meta.kp_head)
         self.register_buffer("syms", symmetries.float())
         self.register_buffer("geo_syms", geo if n_cls else symmetries.float())
         self.register_buffer("kp_obj", keypoints_m(size).float())

@@ -61,8 +61,13 @@ class CropRegressor(nn.Module):
     The features are flattened rather than pooled: where the cube sits in the crop is part of the answer.
     """
 
-    def __init__(self, in_px: int = 64, width: int = 32, hidden: int = 256, n_kp: int = 0, n_cls: int = 0) -> None:
+    KP_FEATURE_STAGE = 4  # body[:5] → stride 8: where kp_head "dense" reads its features
+
+    def __init__(self, in_px: int = 64, width: int = 32, hidden: int = 256, n_kp: int = 0, n_cls: int = 0,
+                 kp_head: str = "fc") -> None:
         super().__init__()
+        if kp_head not in ("fc", "dense"):
+            raise ValueError(f"kp_head {kp_head!r}: expected 'fc' or 'dense'")
         w = width
         self.norm = _Normalize()
         # no 3×3 conv at the half-resolution stage: it doubled the CPU time for little accuracy
@@ -73,18 +78,46 @@ class CropRegressor(nn.Module):
             conv_bn(4 * w, 8 * w, 2), conv_bn(8 * w, 4 * w))
         feat = 4 * w * (in_px // 16) ** 2
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(feat, hidden), nn.ReLU(inplace=True))
-        self.n_kp, self.n_cls = n_kp, n_cls
-        self.head = nn.Linear(hidden, 6 + 2 + 1 + 2 * n_kp + n_cls)
+        self.n_kp, self.n_cls, self.kp_head = n_kp, n_cls, kp_head
+        fc_kp = 2 * n_kp if kp_head == "fc" else 0
+        self.head = nn.Linear(hidden, 6 + 2 + 1 + fc_kp + n_cls)
+        if kp_head == "dense" and n_kp:
+            # every cell of the stride-8 map votes for each keypoint: a weight (logit) and an offset from its centre
+            self.kp_vote = nn.Sequential(conv_bn(4 * w, 2 * w), nn.Conv2d(2 * w, 3 * n_kp, 1))
         with torch.no_grad():  # start at the identity rotation, centred, at the typical depth code
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
             self.head.bias[:9].copy_(torch.tensor([1., 0, 0, 0, 1, 0, 0, 0, 0]))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.head(self.fc(self.body(self.norm(x))))
+        f = self.norm(x)
+        f8 = None
+        for i, layer in enumerate(self.body):
+            f = layer(f)
+            if i == self.KP_FEATURE_STAGE:
+                f8 = f
+        h = self.head(self.fc(f))
         out = {"rot6d": h[:, :6], "offset": h[:, 6:8], "depth_code": h[:, 8]}
-        if self.n_kp:
-            out["kp"] = h[:, 9:9 + 2 * self.n_kp].reshape(-1, self.n_kp, 2)
+        n_fc = 0
+        if self.n_kp and self.kp_head == "fc":
+            out["kp"], n_fc = h[:, 9:9 + 2 * self.n_kp].reshape(-1, self.n_kp, 2), 2 * self.n_kp
+        elif self.n_kp:
+            out["kp"] = dense_keypoints(self.kp_vote(f8), self.n_kp)
         if self.n_cls:
-            out["sym_logits"] = h[:, 9 + 2 * self.n_kp:]
+            out["sym_logits"] = h[:, 9 + n_fc:]
         return out
+
+
+def dense_keypoints(votes: torch.Tensor, n_kp: int) -> torch.Tensor:
+    """(B, 3·n_kp, h, w) votes → (B, n_kp, 2) keypoints in crop units (x, y in [−0.5, 0.5] across the crop, pixel
+    edges at ±0.5): per keypoint, the softmax-weighted mean over cells of (cell centre + offset), offsets in cells.
+    Differentiable (integral regression), so the keypoint loss trains weights and offsets together; sub-cell by
+    construction, where one regressed vector from pooled features has to encode where every corner lies."""
+    B, _, gh, gw = votes.shape
+    v = votes.view(B, n_kp, 3, gh * gw)
+    weight = v[:, :, 0].softmax(-1)                                          # (B, n_kp, cells)
+    ys, xs = torch.meshgrid(torch.arange(gh, device=votes.device, dtype=votes.dtype),
+                            torch.arange(gw, device=votes.device, dtype=votes.dtype), indexing="ij")
+    cx = (xs.reshape(-1) + 0.5 + v[:, :, 1]) / gw - 0.5                      # (B, n_kp, cells) crop units
+    cy = (ys.reshape(-1) + 0.5 + v[:, :, 2]) / gh - 0.5
+    return torch.stack([(weight * cx).sum(-1), (weight * cy).sum(-1)], -1)

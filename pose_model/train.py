@@ -88,8 +88,11 @@ def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[s
 # what the crop regressor's training depends on: two runs that agree on these (and on the data and the image
 # randomization) train the same regressor, step for step, whatever their localizers do
 REGRESSOR_KEYS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "max_samples", "val_frac",
-                  "crop_px", "reg_width", "reg_hidden", "crop_factor", "jitter_scale", "jitter_shift", "sym_split",
+                  "crop_px", "reg_width", "reg_hidden", "kp_head", "crop_factor", "jitter_scale", "jitter_shift", "sym_split",
                   "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data", "init_from")
+
+
+KEYS_ADDED_LATER = {"kp_head": "fc"}  # what a checkpoint from before the key was recorded was trained with
 
 
 def shared_regressor(cfg: TrainConfig, manifest: dict, pipeline) -> dict[str, torch.Tensor]:
@@ -103,7 +106,7 @@ def shared_regressor(cfg: TrainConfig, manifest: dict, pipeline) -> dict[str, to
         raise UserError(f"--regressor-from {path}: its regressor was itself shared; name the run that trained it")
     theirs = ck["config"]
     for key in REGRESSOR_KEYS:
-        if theirs.get(key) != getattr(cfg, key):
+        if theirs.get(key, KEYS_ADDED_LATER.get(key)) != getattr(cfg, key):
             raise UserError(f"--regressor-from {path}: config.{key} is {theirs.get(key)!r}, this run's is "
                             f"{getattr(cfg, key)!r} ({why})")
     ranges = (ck.get("pipeline_card") or {}).get("image_ranges")
@@ -319,7 +322,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     meta = ModelMeta(frame_hw=tuple(manifest["frame_hw"]), full_hw=tuple(manifest["full_hw"]), crop_px=cfg.crop_px,
                      crop_factor=cfg.crop_factor, size_m=float(max(spec.size_m)), loc_width=cfg.loc_width,
                      reg_width=cfg.reg_width, reg_hidden=cfg.reg_hidden,
-                     size_xyz_m=tuple(float(v) for v in spec.size_m), sym_split=cfg.sym_split)
+                     size_xyz_m=tuple(float(v) for v in spec.size_m), sym_split=cfg.sym_split, kp_head=cfg.kp_head)
     init = None
     if cfg.init_from and not (cfg.resume and ckpt_path.exists()):
         init = load_checkpoint(cfg.init_from)
