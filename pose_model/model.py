@@ -217,6 +217,8 @@ class PoseModel(nn.Module):
             return total, (l_rot, l_c, l_d)
         tgt = kp[torch.arange(len(g), device=g.device), g]                            # (B,9,2)
         l_kp = (out["kp"] - tgt).abs().sum(-1).mean(-1)
+        if "kp_fc" in out:  # a dense head's regressed twin (nets.CropRegressor)
+            l_kp = l_kp + (out["kp_fc"] - tgt).abs().sum(-1).mean(-1)
         return total + w[3] * l_kp, (l_rot, l_c, l_d, l_kp)
 
     def pnp(self, kp_crop: torch.Tensor, Kc: torch.Tensor, R0: torch.Tensor, t0: torch.Tensor,

@@ -79,11 +79,11 @@ class CropRegressor(nn.Module):
         feat = 4 * w * (in_px // 16) ** 2
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(feat, hidden), nn.ReLU(inplace=True))
         self.n_kp, self.n_cls, self.kp_head = n_kp, n_cls, kp_head
-        fc_kp = 2 * n_kp if kp_head == "fc" else 0
-        self.head = nn.Linear(hidden, 6 + 2 + 1 + fc_kp + n_cls)
+        self.head = nn.Linear(hidden, 6 + 2 + 1 + 2 * n_kp + n_cls)
         if kp_head == "dense" and n_kp:
-            # every cell of the stride-8 map votes for each keypoint: a weight (logit) and an offset from its centre
-            self.kp_vote = nn.Sequential(conv_bn(4 * w, 2 * w), nn.Conv2d(2 * w, 3 * n_kp, 1))
+            # every cell of the stride-8 map votes for each keypoint: a weight (logit) and an offset from its centre,
+            # from its own features and the whole crop's (the hidden vector: which corner is which)
+            self.kp_vote = nn.Sequential(conv_bn(4 * w + hidden, 2 * w), nn.Conv2d(2 * w, 3 * n_kp, 1))
         with torch.no_grad():  # start at the identity rotation, centred, at the typical depth code
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
@@ -96,15 +96,16 @@ class CropRegressor(nn.Module):
             f = layer(f)
             if i == self.KP_FEATURE_STAGE:
                 f8 = f
-        h = self.head(self.fc(f))
+        hidden = self.fc(f)
+        h = self.head(hidden)
         out = {"rot6d": h[:, :6], "offset": h[:, 6:8], "depth_code": h[:, 8]}
-        n_fc = 0
-        if self.n_kp and self.kp_head == "fc":
-            out["kp"], n_fc = h[:, 9:9 + 2 * self.n_kp].reshape(-1, self.n_kp, 2), 2 * self.n_kp
-        elif self.n_kp:
-            out["kp"] = dense_keypoints(self.kp_vote(f8), self.n_kp)
+        if self.n_kp:
+            out["kp"] = h[:, 9:9 + 2 * self.n_kp].reshape(-1, self.n_kp, 2)
+        if self.n_kp and self.kp_head == "dense":  # the regressed ones stay, as an auxiliary task (reg_loss)
+            g = hidden[:, :, None, None].expand(-1, -1, *f8.shape[-2:])
+            out["kp_fc"], out["kp"] = out["kp"], dense_keypoints(self.kp_vote(torch.cat([f8, g], 1)), self.n_kp)
         if self.n_cls:
-            out["sym_logits"] = h[:, 9 + n_fc:]
+            out["sym_logits"] = h[:, 9 + 2 * self.n_kp:]
         return out
 
 
