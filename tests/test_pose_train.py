@@ -252,3 +252,36 @@ def test_loc_data_feeds_the_localizer_only(tiny_data, tmp_path):
     with pytest.raises(UserError, match="--loc-data .*object"):
         train(make_config("quick", out=str(tmp_path / "e"), loc_data=str(tri), **kw), progress=False)
     assert not (tmp_path / "d" / "model.pt").exists() and not (tmp_path / "e" / "model.pt").exists()
+
+
+def test_dense_keypoints_hand_computed():
+    """Votes on a 2×2 map: one cell outweighing the rest gives its centre plus its offset (in cells); equal
+    weights and no offsets give the mean of the cell centres, the crop's centre."""
+    from pose_model.nets import dense_keypoints
+    v = torch.zeros(1, 3, 2, 2)                       # one keypoint: logit, dx, dy per cell
+    v[0, 0, 1, 0] = 50.0                              # row 1, column 0
+    v[0, 1, 1, 0], v[0, 2, 1, 0] = 0.25, -0.5
+    kp = dense_keypoints(v, 1)
+    assert kp.shape == (1, 1, 2)
+    torch.testing.assert_close(kp[0, 0], torch.tensor([(0 + 0.5 + 0.25) / 2 - 0.5, (1 + 0.5 - 0.5) / 2 - 0.5]))
+    torch.testing.assert_close(dense_keypoints(torch.zeros(2, 6, 4, 4), 2), torch.zeros(2, 2, 2))
+
+
+def test_dense_keypoint_head_trains_loads_and_keeps_the_regressed_ones_as_auxiliary(tiny_data, tmp_path):
+    """train --kp-head dense: the checkpoint records it and loads into the same architecture; PnP reads the voted
+    keypoints, the regressed ones stay (kp_fc) and are trained too; an fc model's meta without the key loads as fc."""
+    from pose_model.model import load_checkpoint, meta_from_dict
+    from pose_model.predict import PoseEstimator
+    kw = dict(data=str(tiny_data), device="cpu", max_samples=24, batch_size=8, epochs=1)
+    path = train(make_config("quick", out=str(tmp_path / "d"), kp_head="dense", **kw), progress=False)
+    ck = load_checkpoint(path)
+    assert ck["meta"]["kp_head"] == "dense" and ck["config"]["kp_head"] == "dense"
+    assert any(k.startswith("regressor.kp_vote.") for k in ck["model"])
+    est = PoseEstimator.load(path, "cpu")
+    out = est.model.regressor(torch.rand(2, 3, est.model.meta.crop_px, est.model.meta.crop_px))
+    assert out["kp"].shape == out["kp_fc"].shape == (2, 9, 2) and not torch.equal(out["kp"], out["kp_fc"])
+    fc = load_checkpoint(train(make_config("quick", out=str(tmp_path / "f"), **kw), progress=False))
+    old = {k: v for k, v in fc["meta"].items() if k != "kp_head"}   # a checkpoint from before the field
+    assert meta_from_dict(old).kp_head == "fc"
+    with pytest.raises(UserError, match="--kp-head"):
+        make_config("quick", out=str(tmp_path / "x"), kp_head="heatmap", **kw)
