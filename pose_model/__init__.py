@@ -8,15 +8,17 @@
    the localizer's size, default 0.75 → 1.5 × the cube) resampled to crop_px² with an exact K
    (geometry.crop_K) → 6D rotation (Zhou et al. 2019), ALLOCENTRIC (relative to the viewing ray through
    the cube centre; R_ego = R_ray · R_allo), the centre's offset from the crop centre (crop units), a
-   scale-invariant depth code log(z · n / (f_crop · S)) and 9 keypoints (centre + 8 corners, crop units).
+   scale-invariant depth code log(z · n / (f_crop · S)) and 9 keypoints (centre + 8 corners, crop units;
+   `kp_head="dense"` instead has the cells of the stride-8 map vote for them, nets.dense_keypoints).
    Rotation and keypoints are regressed modulo the OBJECT's symmetries (none for the marker cube: the texture
    tells the faces apart). `sym_split=True` instead learns geometry modulo the cube's 24 SHAPE symmetries and
    classifies which one applies (a soft class of the truth); measured worse at the CPU budget (the classifier
    stays near chance for 10 epochs under image randomization), kept as an option.
-   Three heads: "direct" (6D + depth code), "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
-   the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp) and "pnp-rot"
+   Four heads: "direct" (6D + depth code), "pnp" (cv2.solvePnPRansac + solvePnPRefineLM on the keypoints in
+   the crop's K, started from the direct pose, which is also the fallback: model.solve_pnp), "pnp-rot"
    (PnP's rotation with the direct translation, the default: PnP's depth from 9 regressed keypoints was
-   1.5–2× worse than the depth code's on synthetic val and the tune session, its rotation better).
+   1.5–2× worse than the depth code's on synthetic val and the tune session, its rotation better) and
+   "pnp-mean" (PnP's rotation, the mean of both translations).
    At test time it runs 1 + `refine_iters` (default 2) times; each refinement re-centres AND re-sizes the crop from the
    current estimate (`resize_crop`: the renderer's framing of the projected cube).
 Training crops are sub-crops of the rendered (2 × cube) crop, jittered ±15 % in side and ±8 % in position

@@ -145,7 +145,7 @@ def predict_bop(ckpt: str | os.PathLike, real_root: str | os.PathLike, out_csv: 
                 hypotheses: int | None = None) -> Path:
     """Predict every image of a BOP set (labels are never read for the prediction) → BOP results CSV.
 
-    head: which of the model's pose heads to report ("pnp-rot", "pnp" or "direct"; default: the one it was trained with).
+    head: which of the model's pose heads to report (registry.HEADS; default: the one it was trained with).
     hypotheses: localizer peaks looked at per image (PoseModel.infer; default: the checkpoint's, else 1).
 
     diagnostic_gt_crop: instead of the localizer, crop around the LABELLED pose (unlabelled images are
