@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -253,6 +253,44 @@ def adr_ranges_reached(final_ranges: list[dict[str, Any]], space) -> dict[str, A
               and any(float(fr[n][0]) < dr[n][0] - 1e-9 or float(fr[n][1]) > dr[n][1] + 1e-9 for fr in final_ranges)]
     return {"fraction_of_widest": table, "reached": reached, "beyond": beyond, "not_absorbed": low,
             "n_seeds": len(final_ranges)}
+
+
+def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equally long sequences (average ranks for ties); nan below 3 items."""
+    if len(a) < 3:
+        return float("nan")
+    def ranks(x):
+        x = np.asarray(x, float)
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x), dtype=float)
+        for v in np.unique(x):  # ties share their mean rank
+            r[x == v] = r[x == v].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def tune_vs_report(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per sim pipeline, the seed means of AR, median te and re on the tune session (rows' `tune_session`) and on
+    the report session, and Spearman's ρ between the two sessions' orders of the pipelines (AR; te): a setting
+    chosen on the tune session carries over only as far as the two agree. None when no row has tune metrics."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("tune_session"):
+            by.setdefault(r["pipeline"], []).append(r)
+    if not by:
+        return None
+    keys = ("ar", "te_mm_median", "re_deg_median")
+    per = {p: {"tune": {k: float(np.mean([r["tune_session"][k] for r in rs])) for k in keys},
+               "report": {k: float(np.mean([r[k] for r in rs])) for k in keys}, "seeds": len(rs)}
+           for p, rs in by.items()}
+    names = list(per)
+    rho = {k: spearman_rho([per[p]["tune"][k] for p in names], [per[p]["report"][k] for p in names])
+           for k in ("ar", "te_mm_median")}
+    return {"pipelines": per, "spearman_rho": rho, "n_pipelines": len(names)}
 
 
 def analyse(rows: list[dict[str, Any]], real_root: str | Path, n_boot: int) -> dict[str, Any]:

@@ -169,6 +169,23 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
             + (", ".join(adr.get("beyond", [])) or "none") + ". "
             "Below a quarter of DR's range in every seed — what the task could not absorb within this run: "
             + (", ".join(adr["not_absorbed"]) or "none") + "."], tab, []))
+    tvr = an.get("tune_vs_report")
+    if tvr:
+        names = [p for p in order if p in tvr["pipelines"]]
+        by = tvr["pipelines"]
+        tab = [["pipeline", "AR tune", "AR report", "te mm tune", "te mm report", "re ° tune", "re ° report"]]
+        for p in names:
+            cells = []
+            for k, fmt in (("ar", "{:.3f}"), ("te_mm_median", "{:.1f}"), ("re_deg_median", "{:.1f}")):
+                cells += [_num(fmt, by[p]["tune"][k]), _num(fmt, by[p]["report"][k])]
+            tab.append([p, *cells])
+        rho = tvr["spearman_rho"]
+        secs.append(("Tune session against report session", [
+            "Every sim-trained model scored on the tune session's labelled photos too (seed means). Settings are "
+            "chosen on the tune session; they carry over only as far as its order of the pipelines agrees with the "
+            f"report session's: Spearman's ρ over {tvr['n_pipelines']} pipelines "
+            f"{_num('{:+.2f}', rho['ar'])} on AR, {_num('{:+.2f}', rho['te_mm_median'])} on median te. Nothing in "
+            "this run is chosen from these numbers."], tab, []))
     heads = head_rows(rows, order)
     if heads:
         secs.append(("Pose heads on the same images", [
@@ -331,7 +348,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], an
                "rows": [portable({k: v for k, v in r.items() if k != "synthetic_val"})
                         | {"synthetic_val": r.get("synthetic_val", {})} for r in rows],
                "rig_rows": [portable(r) for r in rig_rows], "rig": analysis.get("rig"),
-               "adr_ranges": analysis.get("adr_ranges"),
+               "adr_ranges": analysis.get("adr_ranges"), "tune_vs_report": analysis.get("tune_vs_report"),
                "summary": analysis["summary"], "paired": analysis["paired"], "controls": analysis["controls"],
                "ranking": analysis["ranking"], "verdict": analysis["verdict"], "statistics": analysis["statistics"],
                "higher_is_better": sorted(HIGHER_IS_BETTER)}

@@ -11,6 +11,8 @@ Stages (each recorded in OUT/stages.json when done; a rerun skips finished ones)
                   finetune: the FINETUNE_FROM model of seed k fine-tuned on the tune session's labelled photos;
                   depth-scale: the same model with its distances scaled by one number fitted on those photos
   score:<p>:s<k>  predictions on the report session → metrics (mean-pose baseline too)
+  tune:<p>:s<k>   the same sim-trained model on the TUNE session's labelled photos → metrics: how far the tune
+                  session's ranking (where settings are chosen) agrees with the report session's
   fuse:<p>:s<k>   a calibrated rig (extrinsics + capture instants in the real set): the same predictions fused
                   over the cameras of each instant (eval/fuse.py) → the rig rows, reported apart from the rest
   report          report.md, report.html, results.json (rows per (pipeline, seed), summary, paired)
@@ -412,6 +414,11 @@ class Job:
         return "score:mean-pose" if self.pipeline == MEAN_POSE else f"score:{self.pipeline}:s{self.seed}"
 
     @property
+    def tune_stage(self) -> str | None:
+        """Sim rows: the model scored on the tune session too (not the rows trained or fitted on its photos)."""
+        return f"tune:{self.pipeline}:s{self.seed}" if self.pipeline in SIM_PIPELINES else None
+
+    @property
     def fuse_stage(self) -> str | None:
         """Rig rows: the sim-trained models' predictions fused over the rig (not the floor, not the oracle)."""
         return None if self.pipeline in (MEAN_POSE, ORACLE) else f"fuse:{self.pipeline}:s{self.seed}"
@@ -509,6 +516,10 @@ def job_tasks(jobs: list[Job], ctx: Context) -> list:
                                                               ctx.report_scenes, run_dir, ctx.dev, prof.n_boot,
                                                               ctx.head),
                           num_cpus=1.0, num_gpus=ctx.gpus / 4))
+        if j.tune_stage:
+            tasks.append(Task(j.tune_stage, _score_tune_session, (After(j.train_stage), ctx.real_root, ctx.tune_scenes,
+                                                                  run_dir, ctx.dev, ctx.head),
+                              num_cpus=1.0, num_gpus=ctx.gpus / 4))
         if ctx.rig and j.fuse_stage:
             tasks.append(Task(j.fuse_stage, _fuse_and_score, (After(j.score_stage), ctx.real_root, ctx.report_scenes,
                                                               run_dir, prof.n_boot), num_cpus=1.0))
@@ -527,6 +538,7 @@ def job_row(job: Job, results: dict[str, Any]) -> dict[str, Any]:
             **({"synthetic_val": tr.get("val", {})} if job.pipeline in PIPELINES else {}),
             **sc["metrics"], "score_dir": sc["score_dir"],
             **({"head": sc["head"]} if "head" in sc else {}),
+            **({"tune_session": results[job.tune_stage]["metrics"]} if job.tune_stage in results else {}),
             **({"direct_head": sc["direct_head"]} if "direct_head" in sc else {})}
 
 
@@ -572,11 +584,12 @@ def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any],
            rig_rows: list[dict[str, Any]] | None = None) -> Path:
     """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict; the rig rows
     apart, against their single-view rows) and the report (report.md, report.html, results.json)."""
-    from benchmark.analysis import analyse, rig_analysis
+    from benchmark.analysis import analyse, rig_analysis, tune_vs_report
     from benchmark.report import write_report
     an = analyse(rows, ctx.real_root, ctx.prof.n_boot)
     an["rig"] = rig_analysis(rows, rig_rows or [], ctx.real_root, ctx.prof.n_boot, RIG_SUFFIX)
     an["adr_ranges"] = _adr_ranges(ctx, rows)
+    an["tune_vs_report"] = tune_vs_report(rows)
     write_report(ctx.out, rows, meta, an, rig_rows or [])
     return ctx.out / "report.md"
 
@@ -714,6 +727,17 @@ def _predict_and_score(trained: str | dict[str, Any], real_root: Path, scene_ids
     direct = _score(csv_d, real_root, scene_ids, run_dir / "score_direct", 100)
     res["direct_head"] = {k: direct["metrics"][k] for k in HEAD_KEYS}
     return res
+
+
+def _score_tune_session(trained: dict[str, Any], real_root: Path, tune_scenes: list[int], run_dir: Path, dev: str,
+                        head: str | None = None) -> dict[str, Any]:
+    """The model on the TUNE session's photos (an executor task): a few metrics, for the report's comparison of the
+    two sessions' rankings. Nothing is chosen from them."""
+    from pose_model.predict import predict_bop
+    csv = run_dir / "preds_tune_session.csv"
+    predict_bop(trained["checkpoint"], real_root, csv, scene_ids=tune_scenes, device=dev, head=head)
+    m = _score(csv, real_root, tune_scenes, run_dir / "score_tune_session", 100)["metrics"]
+    return {"metrics": {k: m[k] for k in HEAD_KEYS}, "pred_csv": str(csv)}
 
 
 def machine_info(device: str) -> dict[str, Any]:
