@@ -58,6 +58,15 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
     assert "## Pose heads on the same images" in md
     # every row names the head it reports (each model's own without --head: pnp-rot)
     assert {r.get("head") for r in res["rows"] if r["pipeline"] != "mean-pose"} == {"pnp-rot"}
+    # every sim-trained model scored on the tune session too (its photos only), the two sessions' orders compared
+    from pose_model.registry import SIM_PIPELINES
+    for r in res["rows"]:
+        assert ("tune_session" in r) == (r["pipeline"] in SIM_PIPELINES), r["pipeline"]
+    tvr = res["tune_vs_report"]
+    assert set(tvr["pipelines"]) == set(SIM_PIPELINES) and set(tvr["spearman_rho"]) == {"ar", "te_mm_median"}
+    csv = quick_report / "runs" / "render-dr_s0" / "preds_tune_session.csv"
+    assert {int(line.split(",")[0]) for line in csv.read_text().splitlines()[1:]} == set(meta["tune_scenes"])
+    assert "## Tune session against report session" in md
     chk = meta["refiner_check"]
     assert 0.0 <= chk["realism"]["refined"]["domain_classifier_accuracy"] <= 1.0
     # realism on the tune session's held-back scene, which no refiner read

@@ -68,3 +68,28 @@ def test_adr_ranges_reached_by_hand():
     assert r["reached"] == ["b"]                 # at DR's width or beyond in every seed (beyond: 0.55, 0.6 > 0.5)
     assert r["not_absorbed"] == ["d"]            # below a quarter of DR's width in every seed
     assert r["beyond"] == ["b"]                  # past DR's range on a side (1.6 > 1.5; 0.4 < 0.5)
+
+
+def test_spearman_rho_by_hand():
+    from benchmark.analysis import spearman_rho
+    assert spearman_rho([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman_rho([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks 1,2,3,4 against 2,1,4,3: d² = 1+1+1+1 → 1 − 6·4 / (4·15) = 0.6
+    assert spearman_rho([0.1, 0.2, 0.3, 0.4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert spearman_rho([1, 2], [2, 1]) != spearman_rho([1, 2], [2, 1])          # nan: too few pipelines
+    assert spearman_rho([1, 2, 3], [5, 5, 5]) != spearman_rho([1, 2, 3], [5, 5, 5])  # nan: one session has no order
+
+
+def test_tune_vs_report_takes_seed_means_per_pipeline():
+    from benchmark.analysis import tune_vs_report
+    row = lambda p, s, ar_t, ar_r: {"pipeline": p, "seed": s, "ar": ar_r, "te_mm_median": 10 * (1 - ar_r),
+                                    "re_deg_median": 5.0, "tune_session": {"ar": ar_t, "te_mm_median": 10 * (1 - ar_t),
+                                                                           "re_deg_median": 6.0}}
+    rows = [row("a", 0, 0.5, 0.8), row("a", 1, 0.7, 0.6), row("b", 0, 0.4, 0.5), row("c", 0, 0.2, 0.9),
+            {"pipeline": "mean-pose", "seed": 0, "ar": 0.0}]
+    t = tune_vs_report(rows)
+    assert set(t["pipelines"]) == {"a", "b", "c"} and t["pipelines"]["a"]["seeds"] == 2
+    assert t["pipelines"]["a"]["tune"]["ar"] == pytest.approx(0.6) and t["pipelines"]["a"]["report"]["ar"] == 0.7
+    # tune order a > b > c, report order c > a > b: ranks (3,2,1) vs (2,1,3) → ρ = −0.5
+    assert t["spearman_rho"]["ar"] == pytest.approx(-0.5) and t["spearman_rho"]["te_mm_median"] == pytest.approx(-0.5)
+    assert tune_vs_report([{"pipeline": "mean-pose", "seed": 0, "ar": 0.0}]) is None
