@@ -295,7 +295,9 @@ def test_ctrl_c_stops_a_ray_run_and_its_tasks(ray_cluster, tmp_path):
 
     import ray
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "generate", "--n", "400", "--shard-size", "4",
+    # 2,000 images: on an idle machine the Ray workers render 400 in about 2 s after the first shard, so a run of
+    # 400 could finish before the signal was handled (seen once in CI, exit 0)
+    p = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "generate", "--n", "2000", "--shard-size", "4",
                           "--frame-width", "64", "--crop-px", "48", "--out", str(out), "--executor", "ray",
                           "--ray-address", ray.get_runtime_context().gcs_address],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -316,7 +318,7 @@ def test_ctrl_c_stops_a_ray_run_and_its_tasks(ray_cluster, tmp_path):
         return sorted(str(f) for f in tmp_path.rglob("*"))
     before = files()
     n_done = len(list(out.glob("shards/*/params.json")))
-    assert n_done < 100  # stopped part way
+    assert n_done < 500  # stopped part way
     time.sleep(6)
     assert files() == before  # no cancelled task still renders and renames a shard
     for _ in range(100):  # its CPUs are back on the cluster
