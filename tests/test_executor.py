@@ -295,12 +295,13 @@ def test_ctrl_c_stops_a_ray_run_and_its_tasks(ray_cluster, tmp_path):
 
     import ray
     out = tmp_path / "out"
-    # 2,000 images: on an idle machine the Ray workers render 400 in about 2 s after the first shard, so a run of
-    # 400 could finish before the signal was handled (seen once in CI, exit 0)
-    p = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "generate", "--n", "2000", "--shard-size", "4",
+    p = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "generate", "--n", "400", "--shard-size", "4",
                           "--frame-width", "64", "--crop-px", "48", "--out", str(out), "--executor", "ray",
                           "--ray-address", ray.get_runtime_context().gcs_address],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # a shell's background job (`pytest ... &`) ignores SIGINT, and a Python started with it
+                         # ignored never raises KeyboardInterrupt: give the run the terminal's default
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t0 = time.time()
         while not list(out.glob("shards/*/params.json")) and time.time() - t0 < 120 and p.poll() is None:
@@ -318,7 +319,7 @@ def test_ctrl_c_stops_a_ray_run_and_its_tasks(ray_cluster, tmp_path):
         return sorted(str(f) for f in tmp_path.rglob("*"))
     before = files()
     n_done = len(list(out.glob("shards/*/params.json")))
-    assert n_done < 500  # stopped part way
+    assert n_done < 100  # stopped part way
     time.sleep(6)
     assert files() == before  # no cancelled task still renders and renames a shard
     for _ in range(100):  # its CPUs are back on the cluster
