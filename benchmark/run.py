@@ -35,7 +35,7 @@ from typing import Any, Callable
 from core.io import UserError, atomic_write_json, code_version, read_json
 from core.profiles import pick_profile
 from benchmark.analysis import DEPTH_SCALE_ROW, FINETUNE_ROW
-from pose_model.registry import FINETUNE_FROM, PIPELINES, REFINED_FROM, SIM_PIPELINES
+from pose_model.registry import FINETUNE_FROM, HEADS, PIPELINES, REFINED_FROM, SIM_PIPELINES
 TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # The sim pipeline the fine-tune row starts from: the best source inside the TUNE session, split by capture instants
 # (fit on half of the instants, score the other half, both ways; seeds 0–2 of the 2e1a777 run; co-trained fine-tune
@@ -268,7 +268,6 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         prof = replace(prof, train_overrides={**prof.train_overrides, "epochs": epochs})
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
-    from pose_model.registry import HEADS
     if head is not None and head not in HEADS:
         raise UserError(f"--head {head}: expected one of {', '.join(HEADS)}")
     bad = [p for p in pipelines if p not in SIM_PIPELINES]
