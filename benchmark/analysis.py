@@ -273,19 +273,31 @@ def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+MISSED_MM = 50.0  # a photo whose translation error exceeds this: the cube was not found (the localizer's miss)
+
+
+def missed_share(per_image: list[dict[str, Any]]) -> float:
+    """Share of the photos of a per_image.csv (read_per_image) whose te_mm exceeds MISSED_MM (or was not predicted);
+    nan without photos."""
+    te = np.array([float(r.get("te_mm", float("inf"))) for r in per_image])
+    return float(np.mean(te > MISSED_MM)) if len(te) else float("nan")
+
+
 def tune_vs_report(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Per sim pipeline, the seed means of AR, median te and re on the tune session (rows' `tune_session`) and on
-    the report session, and Spearman's ρ between the two sessions' orders of the pipelines (AR; te): a setting
-    chosen on the tune session carries over only as far as the two agree. None when no row has tune metrics."""
+    """Per sim pipeline, the seed means of AR, median te and re and the share of photos where the cube was missed
+    (missed_share, None where a row lacks it) on the tune session (rows' `tune_session`) and on the report session,
+    and Spearman's ρ between the two sessions' orders of the pipelines (AR; te): a setting chosen on the tune
+    session carries over only as far as the two agree. None when no row has tune metrics."""
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("tune_session"):
             by.setdefault(r["pipeline"], []).append(r)
     if not by:
         return None
-    keys = ("ar", "te_mm_median", "re_deg_median")
-    per = {p: {"tune": {k: float(np.mean([r["tune_session"][k] for r in rs])) for k in keys},
-               "report": {k: float(np.mean([r[k] for r in rs])) for k in keys}, "seeds": len(rs)}
+    keys = ("ar", "te_mm_median", "re_deg_median", "missed_share")
+    mean = lambda xs: float(np.mean(xs)) if all(x is not None for x in xs) else None  # noqa: E731
+    per = {p: {"tune": {k: mean([r["tune_session"].get(k) for r in rs]) for k in keys},
+               "report": {k: mean([r.get(k) for r in rs]) for k in keys}, "seeds": len(rs)}
            for p, rs in by.items()}
     names = list(per)
     rho = {k: spearman_rho([per[p]["tune"][k] for p in names], [per[p]["report"][k] for p in names])

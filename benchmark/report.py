@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.analysis import HIGHER_IS_BETTER, METRIC_WORDS, PAIRED_METRICS, signed, find_pair, read_per_image
+from benchmark.analysis import (HIGHER_IS_BETTER, METRIC_WORDS, MISSED_MM, PAIRED_METRICS, find_pair, read_per_image,
+                                signed)
 from core.io import atomic_write_json, atomic_write_text
 from pose_model.registry import SIM_PIPELINES
 
@@ -173,18 +174,21 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
     if tvr:
         names = [p for p in order if p in tvr["pipelines"]]
         by = tvr["pipelines"]
-        tab = [["pipeline", "AR tune", "AR report", "te mm tune", "te mm report", "re ° tune", "re ° report"]]
+        tab = [["pipeline", "AR tune", "AR report", "te mm tune", "te mm report", "re ° tune", "re ° report",
+                "missed tune", "missed report"]]
         for p in names:
             cells = []
-            for k, fmt in (("ar", "{:.3f}"), ("te_mm_median", "{:.1f}"), ("re_deg_median", "{:.1f}")):
-                cells += [_num(fmt, by[p]["tune"][k]), _num(fmt, by[p]["report"][k])]
+            for k, fmt in (("ar", "{:.3f}"), ("te_mm_median", "{:.1f}"), ("re_deg_median", "{:.1f}"),
+                           ("missed_share", "{:.2f}")):
+                cells += ["—" if by[p][s][k] is None else _num(fmt, by[p][s][k]) for s in ("tune", "report")]
             tab.append([p, *cells])
         rho = tvr["spearman_rho"]
         secs.append(("Tune session against report session", [
             "Every sim-trained model scored on the tune session's labelled photos too (seed means). Settings are "
             "chosen on the tune session; they carry over only as far as its order of the pipelines agrees with the "
             f"report session's: Spearman's ρ over {tvr['n_pipelines']} pipelines "
-            f"{_num('{:+.2f}', rho['ar'])} on AR, {_num('{:+.2f}', rho['te_mm_median'])} on median te. Nothing in "
+            f"{_num('{:+.2f}', rho['ar'])} on AR, {_num('{:+.2f}', rho['te_mm_median'])} on median te. \"missed\": "
+            f"the share of photos with te > {MISSED_MM:.0f} mm (the localizer did not find the cube). Nothing in "
             "this run is chosen from these numbers."], tab, []))
     heads = head_rows(rows, order)
     if heads:

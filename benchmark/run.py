@@ -50,6 +50,7 @@ TUNE_SESSION, REPORT_SESSION = "data", "test1"
 # written). The constant lives in pose_model/registry.py (FINETUNE_FROM); the depth-scale row starts from it too.
 SHARES_REGRESSOR_WITH = "image-dr"  # hybrid-dr's regressor trains on image-dr's data with image-dr's settings
 HEAD_KEYS = ("ar", "te_mm_median", "re_deg_median", "acc_add_01d")  # what the direct-head comparison records
+TUNE_SCORE_DIR = "score_tune_session"  # beside a run's report-session `score/`: its tune-session scores
 
 
 @dataclass
@@ -583,8 +584,13 @@ def finish(ctx: Context, rows: list[dict[str, Any]], meta: dict[str, Any],
            rig_rows: list[dict[str, Any]] | None = None) -> Path:
     """Finished rows → analysis (summary over seeds, paired differences, controls, ranking, verdict; the rig rows
     apart, against their single-view rows) and the report (report.md, report.html, results.json)."""
-    from benchmark.analysis import analyse, rig_analysis, tune_vs_report
+    from benchmark.analysis import analyse, missed_share, read_per_image, rig_analysis, tune_vs_report
     from benchmark.report import write_report
+    for r in rows:  # the share of photos where the cube was missed, on both sessions (the report compares them)
+        if r.get("tune_session"):
+            r["missed_share"] = missed_share(read_per_image(r["score_dir"]))
+            r["tune_session"] = {**r["tune_session"], "missed_share": missed_share(
+                read_per_image(Path(r["score_dir"]).parent / TUNE_SCORE_DIR))}
     an = analyse(rows, ctx.real_root, ctx.prof.n_boot)
     an["rig"] = rig_analysis(rows, rig_rows or [], ctx.real_root, ctx.prof.n_boot, RIG_SUFFIX)
     an["adr_ranges"] = _adr_ranges(ctx, rows)
@@ -735,7 +741,7 @@ def _score_tune_session(trained: dict[str, Any], real_root: Path, tune_scenes: l
     from pose_model.predict import predict_bop
     csv = run_dir / "preds_tune_session.csv"
     predict_bop(trained["checkpoint"], real_root, csv, scene_ids=tune_scenes, device=dev, head=head)
-    m = _score(csv, real_root, tune_scenes, run_dir / "score_tune_session", 100)["metrics"]
+    m = _score(csv, real_root, tune_scenes, run_dir / TUNE_SCORE_DIR, 100)["metrics"]
     return {"metrics": {k: m[k] for k in HEAD_KEYS}, "pred_csv": str(csv)}
 
 

@@ -64,6 +64,8 @@ def test_quick_benchmark_writes_a_complete_report(quick_report):
         assert ("tune_session" in r) == (r["pipeline"] in SIM_PIPELINES), r["pipeline"]
     tvr = res["tune_vs_report"]
     assert set(tvr["pipelines"]) == set(SIM_PIPELINES) and set(tvr["spearman_rho"]) == {"ar", "te_mm_median"}
+    for v in tvr["pipelines"].values():
+        assert 0.0 <= v["tune"]["missed_share"] <= 1.0 and 0.0 <= v["report"]["missed_share"] <= 1.0
     csv = quick_report / "runs" / "render-dr_s0" / "preds_tune_session.csv"
     assert {int(line.split(",")[0]) for line in csv.read_text().splitlines()[1:]} == set(meta["tune_scenes"])
     assert "## Tune session against report session" in md

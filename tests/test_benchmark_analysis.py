@@ -92,4 +92,12 @@ def test_tune_vs_report_takes_seed_means_per_pipeline():
     assert t["pipelines"]["a"]["tune"]["ar"] == pytest.approx(0.6) and t["pipelines"]["a"]["report"]["ar"] == 0.7
     # tune order a > b > c, report order c > a > b: ranks (3,2,1) vs (2,1,3) → ρ = −0.5
     assert t["spearman_rho"]["ar"] == pytest.approx(-0.5) and t["spearman_rho"]["te_mm_median"] == pytest.approx(-0.5)
+    assert t["pipelines"]["a"]["tune"]["missed_share"] is None  # rows from before the field: shown as "—"
     assert tune_vs_report([{"pipeline": "mean-pose", "seed": 0, "ar": 0.0}]) is None
+
+
+def test_missed_share_by_hand():
+    from benchmark.analysis import missed_share
+    rows = [{"te_mm": 3.0}, {"te_mm": 49.9}, {"te_mm": 50.1}, {"te_mm": float("inf")}]
+    assert missed_share(rows) == 0.5
+    assert missed_share([]) != missed_share([])  # nan
