@@ -84,8 +84,8 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     if co_train and not (mix and (Path(mix) / "manifest.json").is_file()):
         raise UserError(f"{ckpt}: config.data: the sim model's training set {mix!r} is not there to co-train "
                         f"with (co_train=False fine-tunes on the photos alone)")
-    sizes = {k: c[k] for k in ("crop_px", "crop_factor", "loc_width", "reg_width", "reg_hidden", "refine_iters",
-                               "resize_crop", "head", "jitter_scale", "jitter_shift") if k in c}
+    sizes = {k: c[k] for k in ("crop_px", "crop_factor", "loc_width", "reg_width", "reg_hidden", "kp_head",
+                               "refine_iters", "resize_crop", "head", "jitter_scale", "jitter_shift") if k in c}
     cfg = make_config(c.get("profile", "default"), **{**sizes, "data": str(data), "out": str(out),
                       "pipeline": "oracle", "seed": seed, "device": device, "epochs": epochs, "lr": lr, "loc_lr": lr,
                       "batch_size": batch_size, "init_from": str(ckpt), "val_frac": 0.1,

@@ -88,8 +88,9 @@ def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[s
 # what the crop regressor's training depends on: two runs that agree on these (and on the data and the image
 # randomization) train the same regressor, step for step, whatever their localizers do
 REGRESSOR_KEYS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "max_samples", "val_frac",
-                  "crop_px", "reg_width", "reg_hidden", "kp_head", "crop_factor", "jitter_scale", "jitter_shift", "sym_split",
-                  "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data", "init_from")
+                  "crop_px", "reg_width", "reg_hidden", "kp_head", "crop_factor", "jitter_scale", "jitter_shift",
+                  "sym_split", "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data",
+                  "init_from")
 
 
 KEYS_ADDED_LATER = {"kp_head": "fc"}  # what a checkpoint from before the key was recorded was trained with
