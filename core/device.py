@@ -1,5 +1,7 @@
-"""Device selection shared by every training command (`--device auto|cpu|cuda`)."""
+"""Device selection shared by every training command (`--device auto|cpu|cuda`), and its mixed precision."""
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -20,3 +22,21 @@ def pick_device(name: str = "auto") -> torch.device:
 def cuda_device_count() -> int:
     """CUDA devices this process can see (0 without CUDA)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether this device computes bfloat16 convolutions natively (CPUs: AVX-512 BF16 / AMX through oneDNN;
+    GPUs: Ampere and newer). Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def autocast_context(device: torch.device, precision: str):
+    """The context a training forward runs in: bf16 autocast where `precision` is "bf16" and the device has it
+    (the networks keep their output layers in fp32: pose_model/nets.py), else nothing (fp32)."""
+    if precision == "bf16" and bf16_supported(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -3,6 +3,7 @@ randomizing images / in the model, and inference ms per 640×480 image.
 
     python3 perf/train_throughput.py [--data DIR] [--profile default] [--pipeline none|dr]
                                            [--threads 1] [--steps 20] [--device cpu]
+                                           [--precision fp32,bf16] [--repeats 3]
 
 Without --data it uses random images of the dataset contract's shapes (160×120 frames, 128² rendered
 crops), which time the same work. Not a test: numbers depend on the machine and its load.
@@ -19,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.device import autocast_context, bf16_supported  # noqa: E402
 from core.objects import load_object_spec  # noqa: E402
 from pose_model.config import make_config  # noqa: E402
 from pose_model.data import PoseData, crops_from_rendered, jittered_boxes, to_float  # noqa: E402
@@ -40,30 +42,11 @@ def fake_data(n: int, spec, hw=(120, 160), crop=128) -> PoseData:
                     R=torch.eye(3).expand(n, 3, 3).clone(), t=t, K_full=K, centre=centre, crop_box=box)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=None)
-    ap.add_argument("--profile", default="default")
-    ap.add_argument("--pipeline", default="none", choices=["none", "dr"])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--device", default="cpu")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    dev = torch.device(a.device)
-    cfg = make_config(a.profile, data=a.data or "-", out="-", device=a.device)
-    if a.data:
-        from render.dataset import SyntheticDataset
-        ds = SyntheticDataset(a.data)
-        data, spec, hw = PoseData.from_dataset(ds, 2048), ds.spec, tuple(ds.manifest["frame_hw"])
-    else:
-        spec = load_object_spec("aruco-cube")
-        data, hw = fake_data(1024, spec), (120, 160)
-    meta = ModelMeta(hw, (480, 640), cfg.crop_px, cfg.crop_factor, max(spec.size_m), cfg.loc_width, cfg.reg_width,
-                     cfg.reg_hidden)
+def time_training(cfg, meta, spec, data: PoseData, pipeline: str, precision: str, steps: int, dev: torch.device):
+    """(ms per stage, total s) of `steps` training steps (after 2 warm-up steps) of a fresh model."""
     model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32)).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    pipe = make_pipeline(a.pipeline, None, 0, dev)
+    pipe = make_pipeline(pipeline, None, 0, dev)
     gen = torch.Generator().manual_seed(0)
     B = cfg.batch_size
     tm = {"load": 0.0, "crop": 0.0, "randomize": 0.0, "localizer": 0.0, "regressor": 0.0}
@@ -76,7 +59,7 @@ def main() -> None:
         return t1
 
     rng = np.random.default_rng(0)
-    for step in range(a.steps + 2):
+    for step in range(steps + 2):
         if step == 2:
             tm = dict.fromkeys(tm, 0.0)
             t_start = time.perf_counter()
@@ -94,26 +77,69 @@ def main() -> None:
         t0 = tick("crop", t0)
         frames, crops = pipe.augment(frames, None), pipe.augment(crops, None)
         t0 = tick("randomize", t0)
-        l_loc = model.loc_loss(model.localizer(frames), c[:nl], cb[:nl, 2])
+        with autocast_context(dev, precision):
+            out_l = model.localizer(frames)
+        l_loc = model.loc_loss(out_l, c[:nl], cb[:nl, 2])
         opt.zero_grad()
         l_loc.backward()
         t0 = tick("localizer", t0)
-        l_reg, _ = model.reg_loss(model.regressor(crops), R_allo, off, code, (1, 5, 3, 5), kp)
+        with autocast_context(dev, precision):
+            out_r = model.regressor(crops)
+        l_reg, _ = model.reg_loss(out_r, R_allo, off, code, (1, 5, 3, 5), kp)
         l_reg.mean().backward()
         opt.step()
         tick("regressor", t0)
-    total = time.perf_counter() - t_start
-    n_img = a.steps * B
+    return tm, time.perf_counter() - t_start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--pipeline", default="none", choices=["none", "dr"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: each is timed, ratios vs the first")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    cfg = make_config(a.profile, data=a.data or "-", out="-", device=a.device)
+    if a.data:
+        from render.dataset import SyntheticDataset
+        ds = SyntheticDataset(a.data)
+        data, spec, hw = PoseData.from_dataset(ds, 2048), ds.spec, tuple(ds.manifest["frame_hw"])
+    else:
+        spec = load_object_spec("aruco-cube")
+        data, hw = fake_data(1024, spec), (120, 160)
+    meta = ModelMeta(hw, (480, 640), cfg.crop_px, cfg.crop_factor, max(spec.size_m), cfg.loc_width, cfg.reg_width,
+                     cfg.reg_hidden)
+    B = cfg.batch_size
+    precisions = a.precision.split(",")
+    runs = {p: [] for p in precisions}
+    for _ in range(a.repeats):  # interleaved, so a change in the machine's load hits every precision alike
+        for p in precisions:
+            runs[p].append(time_training(cfg, meta, spec, data, a.pipeline, p, a.steps, dev))
     print(f"profile {a.profile}, pipeline {a.pipeline}, batch {B}, crop {cfg.crop_px}px, frame {hw[1]}x{hw[0]}, "
-          f"{a.threads} thread(s), device {dev}, data: {a.data or 'random tensors'}")
-    print("| stage | share of step time | ms / batch |\n|---|---|---|")
-    for k, v in tm.items():
-        print(f"| {k} | {100 * v / total:.1f} % | {1000 * v / a.steps:.1f} |")
-    print(f"training: {n_img / total:.0f} img/s (regressor crops; the localizer sees {cfg.loc_batch_frac:.0%} "
-          f"of each batch)")
+          f"{a.threads} thread(s), device {dev}, data: {a.data or 'random tensors'}, {a.repeats} repeat(s) of "
+          f"{a.steps} steps: medians")
+    ref = None
+    for p, rs in runs.items():
+        rs.sort(key=lambda r: r[1])
+        tm, total = rs[len(rs) // 2]
+        ips = a.steps * B / total
+        ref = ref or ips
+        print(f"\nprecision {p} (native bf16 here: {bf16_supported(dev)})\n| stage | share of step time | ms / batch |"
+              "\n|---|---|---|")
+        for k, v in tm.items():
+            print(f"| {k} | {100 * v / total:.1f} % | {1000 * v / a.steps:.1f} |")
+        print(f"training: {ips:.0f} img/s (regressor crops; the localizer sees {cfg.loc_batch_frac:.0%} of each "
+              f"batch), {ips / ref:.2f}× the {precisions[0]} run")
+    model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32)).to(dev).eval()
 
     from pose_model.predict import PoseEstimator
-    est = PoseEstimator(model.eval(), spec, dev, cfg.refine_iters)
+    est = PoseEstimator(model, spec, dev, cfg.refine_iters)
     img = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     Kr = np.array([[610.0, 0, 320], [0, 610, 240], [0, 0, 1]])
     for _ in range(3):

@@ -37,9 +37,12 @@ from pose_model.registry import HEADS, PIPELINES
 @click.option("--kp-head", type=click.Choice(("fc", "dense")), default=None,
               help="The keypoints PnP reads: fc (regressed with the pose) or dense (each cell of a stride-8 map "
                    "votes with a weight and an offset) [default: the profile's, fc].")
+@click.option("--precision", type=click.Choice(("fp32", "bf16")), default=None,
+              help="The training forward's precision: bf16 autocasts the networks' bodies where the device has "
+                   "native bf16 (output layers stay fp32; elsewhere it trains in fp32) [default: the profile's].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
-              space, loc_data, regressor_from, kp_head, quiet):
+              space, loc_data, regressor_from, kp_head, precision, quiet):
     """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data.
 
     Several GPUs (or CPU processes): `torchrun --nproc_per_node N cli.py train ...` trains one model with
@@ -48,7 +51,8 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
     from pose_model.train import train
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
                       max_samples=max_samples, seed=seed, device=device, resume=resume, space=space,
-                      num_threads=num_threads, loc_data=loc_data, regressor_from=regressor_from, kp_head=kp_head)
+                      num_threads=num_threads, loc_data=loc_data, regressor_from=regressor_from, kp_head=kp_head,
+                      precision=precision)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")

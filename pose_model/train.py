@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.device import pick_device
+from core.device import autocast_context, bf16_supported, pick_device
 from core.io import UserError, atomic_savefig, atomic_torch_save, atomic_write_json, atomic_write_text, code_version
 from pose_model import geometry as G
 from pose_model.config import TrainConfig
@@ -90,10 +90,11 @@ def _companion_dataset(path: str, flag: str, manifest: dict, spec, keys: tuple[s
 REGRESSOR_KEYS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "max_samples", "val_frac",
                   "crop_px", "reg_width", "reg_hidden", "kp_head", "crop_factor", "jitter_scale", "jitter_shift",
                   "sym_split", "w_rot", "w_centre", "w_depth", "w_kp", "w_cls", "loc_batch_frac", "mix_data",
-                  "init_from")
+                  "init_from", "precision")
 
 
-KEYS_ADDED_LATER = {"kp_head": "fc"}  # what a checkpoint from before the key was recorded was trained with
+# what a checkpoint from before the key was recorded was trained with
+KEYS_ADDED_LATER = {"kp_head": "fc", "precision": "fp32"}
 
 
 def shared_regressor(cfg: TrainConfig, manifest: dict, pipeline) -> dict[str, torch.Tensor]:
@@ -224,8 +225,9 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     frames = pipeline.augment(to_float(f_src.frames[bl], device), ctx)
     if cfg.regressor_from:  # a shared, frozen regressor: the localizer alone, its random streams as in the full run
         pipeline.skip(len(b), cfg.crop_px, cfg.crop_px)
-        l_loc = model.loc_loss(model.localizer(frames), f_src.centre[bl].to(device),
-                               f_src.crop_box[bl][:, 2].to(device))
+        with autocast_context(device, cfg.precision):
+            out_l = model.localizer(frames)
+        l_loc = model.loc_loss(out_l, f_src.centre[bl].to(device), f_src.crop_box[bl][:, 2].to(device))
         return cfg.w_loc * l_loc, {"train_loc": l_loc.detach().item()}, torch.zeros(len(b), dtype=torch.bool)
     crops_r = to_float(data.crops[b], device)
     cb, K = data.crop_box[b].to(device), data.K_full[b].to(device)
@@ -233,11 +235,14 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
     crops = pipeline.augment(crops_from_rendered(crops_r, cb, box, cfg.crop_px), ctx)
     R_allo, off, code, Kc = model.reg_targets(R, t, K, box)
     kp = model.kp_targets(R, t, Kc)
-    if cfg.w_loc > 0:
-        out_l, out_r = (joint or JointForward(model))(frames, crops)
+    with autocast_context(device, cfg.precision):  # the losses below: in fp32 (the nets' outputs are)
+        if cfg.w_loc > 0:
+            out_l, out_r = (joint or JointForward(model))(frames, crops)
+        else:  # a frozen localizer (fine-tuning the regressor only): not run at all
+            out_l, out_r = None, model.regressor(crops)
+    if out_l is not None:
         l_loc = model.loc_loss(out_l, f_src.centre[bl].to(device), f_src.crop_box[bl][:, 2].to(device))
-    else:  # a frozen localizer (fine-tuning the regressor only): not run at all
-        out_r = model.regressor(crops)
+    else:
         l_loc = torch.zeros((), device=device)
     l_reg, (l_rot, l_c, l_d, l_kp) = model.reg_loss(out_r, R_allo, off, code,
                                                     (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp, cfg.w_cls), kp)
@@ -440,8 +445,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "history": rows, "train_time_s": train_time, "dataset": str(cfg.data),
                   "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash,
                   "mix_dataset_hash": mix_hash,
-                  "code_version": code_version(), "seed": cfg.seed,
-                  "world_size": world}
+                  "code_version": code_version(), "seed": cfg.seed, "world_size": world,
+                  "precision_used": "bf16" if cfg.precision == "bf16" and bf16_supported(device) else "fp32"}
             atomic_torch_save(ck, ckpt_path)
             # the PNG costs a second or two: every 5 epochs and at the end
             _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
@@ -504,7 +509,7 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
                         if ck["config"].get("mix_data") else None),
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
         "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
-        "init_from": ck["config"].get("init_from")})
+        "init_from": ck["config"].get("init_from"), "precision_used": ck.get("precision_used", "fp32")})
 
 
 def _brief_randomization(r):

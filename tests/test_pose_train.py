@@ -285,3 +285,32 @@ def test_dense_keypoint_head_trains_loads_and_keeps_the_regressed_ones_as_auxili
     assert meta_from_dict(old).kp_head == "fc"
     with pytest.raises(UserError, match="--kp-head"):
         make_config("quick", out=str(tmp_path / "x"), kp_head="heatmap", **kw)
+
+
+def test_bf16_training_keeps_the_output_layers_in_fp32_and_records_what_it_used(tiny_data, tmp_path):
+    """--precision bf16 (the default): under autocast the nets' bodies run in bf16 where the CPU has it, their output layers in
+    fp32 (millimetre-scale outputs); the run trains other weights than fp32's, records what it used, and the
+    shared regressor of an fp32 run is refused to it (it is not the regressor a bf16 run would train)."""
+    from core.device import bf16_supported
+    from pose_model.model import load_checkpoint
+    from pose_model.nets import CropRegressor, Localizer
+    native = bf16_supported(torch.device("cpu"))
+    reg, loc = CropRegressor(64, 8, 32, n_kp=9, n_cls=24, kp_head="dense").eval(), Localizer(8).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert reg.body(torch.rand(2, 3, 64, 64)).dtype == torch.bfloat16
+        outs = [*reg(torch.rand(2, 3, 64, 64)).values(), *loc(torch.rand(2, 3, 48, 64)).values()]
+    assert all(o.dtype == torch.float32 for o in outs)
+    kw = dict(data=str(tiny_data), device="cpu", max_samples=24, batch_size=8, epochs=1)
+    fp32 = train(make_config("quick", out=str(tmp_path / "fp32"), precision="fp32", **kw), progress=False)
+    bf16 = train(make_config("quick", out=str(tmp_path / "bf16"), precision="bf16", **kw), progress=False)
+    a, b = load_checkpoint(fp32), load_checkpoint(bf16)
+    assert a["precision_used"] == "fp32" and b["precision_used"] == ("bf16" if native else "fp32")
+    card = json.loads((tmp_path / "bf16" / "model_card.json").read_text())
+    assert card["precision_used"] == b["precision_used"] and card["config"]["precision"] == "bf16"
+    w = "regressor.body.0.0.weight"
+    assert torch.equal(a["model"][w], b["model"][w]) != native
+    with pytest.raises(UserError, match="config.precision"):
+        train(make_config("quick", out=str(tmp_path / "shared"), precision="bf16", regressor_from=str(fp32),
+                          **kw), progress=False)
+    with pytest.raises(UserError, match="--precision"):
+        make_config("quick", out=str(tmp_path / "x"), precision="fp16", **kw)
