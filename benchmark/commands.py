@@ -18,8 +18,9 @@ from pose_model.registry import HEADS, SIM_PIPELINES
               help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick]. More seeds on "
                    "a finished --out add the missing ones (its finished stages are kept).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs of every sim pipeline [default: the profile's, 16 for default]. 8 halves the "
-                   "training time; on the tune session it localized and oriented the cube worse (README).")
+              help="Training epochs of every sim pipeline [default: the profile's, 24 for default]. 16 or 8 train "
+                   "in 2/3 or 1/3 of the time; on the tune session they localized and oriented the cube worse "
+                   "(README).")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/latest", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
