@@ -74,9 +74,9 @@ PROFILES = {
                           oracle_overrides={"max_samples": 64}, finetune_overrides={"epochs": 1},
                           refiner_check={"n": 32, "n_patches": 64, "classifier_steps": 20}),
     # 2-core CPU, 3 seeds of every row, two trainings at once (README: measured time). 24 epochs: chosen on the
-    # tune session only (README, "Training length"; bf16 training, render-dr seeds 0–4 + image-dr 0–2, 24 − 16: AR
-    # +0.043 [+0.005, +0.083], re −1.6° [−3.7, −0.1]) — at bf16 about the time 16 fp32 epochs took; `--epochs 16` or
-    # `--epochs 8` for a quicker, less accurate run.
+    # tune session only (README, "Training precision and length"; bf16, render-dr seeds 0–4 + image-dr 0–2, 24 − 16:
+    # AR +0.043 [+0.005, +0.083], re −1.6° [−3.7, −0.1]) — at bf16 about the time 16 fp32 epochs took;
+    # `--epochs 16` or `--epochs 8` for a quicker, less accurate run.
     # (a 16-map refiner: labels preserved as well as with 32 maps, refining 4× faster — refiner/README.md)
     "default": BenchProfile(n_synth=3072, train_profile="default", refiner_profile="default",
                             train_overrides={"epochs": 24}, oracle_overrides={"epochs": 60},

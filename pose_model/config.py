@@ -75,7 +75,8 @@ class TrainConfig:
     render_backend: str = "process"   # ADR's render workers: "process" (spawned) or "ray" (actors; --executor ray)
     precision: str = "bf16"           # training forward: "bf16" (autocast where the device has native bf16, output
                                       # layers in fp32) or "fp32". Inference is always fp32. bf16: training 1.26–1.42×
-                                      # faster on this CPU, no resolved change on the tune session (README, "Precision")
+                                      # faster on this CPU, no resolved change on the tune session (README,
+                                      # "Training precision and length")
     log_every: int = 20
 
     def check(self) -> None:
