@@ -39,7 +39,7 @@ from pose_model.registry import HEADS, PIPELINES
                    "votes with a weight and an offset) [default: the profile's, fc].")
 @click.option("--precision", type=click.Choice(("fp32", "bf16")), default=None,
               help="The training forward's precision: bf16 autocasts the networks' bodies where the device has "
-                   "native bf16 (output layers stay fp32; elsewhere it trains in fp32) [default: the profile's].")
+                   "native bf16 (output layers stay fp32; elsewhere it trains in fp32) [default: bf16].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
               space, loc_data, regressor_from, kp_head, precision, quiet):
