@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -24,6 +25,7 @@ def cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+@functools.lru_cache(maxsize=None)  # asked on every training step (autocast_context); the answer never changes
 def bf16_supported(device: torch.device) -> bool:
     """Whether this device computes bfloat16 convolutions natively (CPUs: AVX-512 BF16 / AMX through oneDNN;
     GPUs: Ampere and newer). Elsewhere bf16 is emulated and slower than fp32."""

@@ -239,11 +239,9 @@ def train_step(model: PoseModel, data: PoseData, b: torch.Tensor, cfg: TrainConf
         if cfg.w_loc > 0:
             out_l, out_r = (joint or JointForward(model))(frames, crops)
         else:  # a frozen localizer (fine-tuning the regressor only): not run at all
-            out_l, out_r = None, model.regressor(crops)
-    if out_l is not None:
-        l_loc = model.loc_loss(out_l, f_src.centre[bl].to(device), f_src.crop_box[bl][:, 2].to(device))
-    else:
-        l_loc = torch.zeros((), device=device)
+            out_r = model.regressor(crops)
+    l_loc = model.loc_loss(out_l, f_src.centre[bl].to(device), f_src.crop_box[bl][:, 2].to(device)) \
+        if cfg.w_loc > 0 else torch.zeros((), device=device)
     l_reg, (l_rot, l_c, l_d, l_kp) = model.reg_loss(out_r, R_allo, off, code,
                                                     (cfg.w_rot, cfg.w_centre, cfg.w_depth, cfg.w_kp, cfg.w_cls), kp)
     loss = l_reg.mean() + cfg.w_loc * l_loc
@@ -376,6 +374,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         from torch.nn.parallel import DistributedDataParallel as DDP
         joint = DDP(joint, device_ids=[device.index] if device.type == "cuda" else None)
     lead = rank == 0  # validates, writes, shows the progress bar
+    precision_used = "bf16" if cfg.precision == "bf16" and bf16_supported(device) else "fp32"
     if lead:
         out.mkdir(parents=True, exist_ok=True)
     if hasattr(pipeline, "bind"):  # ADR: start its render workers (they need the model to score boundaries)
@@ -446,7 +445,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "dataset_hash": manifest.get("content_hash"), "loc_dataset_hash": loc_hash,
                   "mix_dataset_hash": mix_hash,
                   "code_version": code_version(), "seed": cfg.seed, "world_size": world,
-                  "precision_used": "bf16" if cfg.precision == "bf16" and bf16_supported(device) else "fp32"}
+                  "precision_used": precision_used}
             atomic_torch_save(ck, ckpt_path)
             # the PNG costs a second or two: every 5 epochs and at the end
             _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
