@@ -40,9 +40,12 @@ from pose_model.registry import HEADS, PIPELINES
 @click.option("--precision", type=click.Choice(("fp32", "bf16")), default=None,
               help="The training forward's precision: bf16 autocasts the networks' bodies where the device has "
                    "native bf16 (output layers stay fp32; elsewhere it trains in fp32) [default: bf16].")
+@click.option("--val-every", type=click.IntRange(min=1), default=None,
+              help="Validate on the held-out renders every N epochs and at the last; the weights do not depend on "
+                   "it [default: 4].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, seed, device, num_threads, resume,
-              space, loc_data, regressor_from, kp_head, precision, quiet):
+              space, loc_data, regressor_from, kp_head, precision, val_every, quiet):
     """Train the two-stage cube pose model (localizer + crop regressor) on synthetic data.
 
     Several GPUs (or CPU processes): `torchrun --nproc_per_node N cli.py train ...` trains one model with
@@ -52,7 +55,7 @@ def train_cmd(data, pipeline, out, profile, epochs, batch_size, max_samples, see
     cfg = make_config(profile, data=data, out=out, pipeline=pipeline, epochs=epochs, batch_size=batch_size,
                       max_samples=max_samples, seed=seed, device=device, resume=resume, space=space,
                       num_threads=num_threads, loc_data=loc_data, regressor_from=regressor_from, kp_head=kp_head,
-                      precision=precision)
+                      precision=precision, val_every=val_every)
     path = train(cfg, progress=not quiet and sys.stderr.isatty())
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         click.echo(f"wrote {path} (+ model_card.json, curves.csv, curves.png in {path.parent})")

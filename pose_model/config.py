@@ -39,6 +39,8 @@ class TrainConfig:
     max_samples: int | None = None    # use only the first N samples of the dataset (tests, quick runs)
     val_frac: float = 0.1
     val_max: int = 1000               # validate on at most this many held-out samples
+    val_every: int = 4                # validate every Nth epoch and at the last (the weights do not depend on it; a
+                                      # pass through the whole pose task cost ≈ 25 % of a default training's time)
     num_threads: int | None = 1       # torch CPU threads (None: torch's default). 1: on a shared CPU, more threads
                                       # spin and slow everyone down (measured 20× slower inference at 2 threads under load)
     # ---- model ----
@@ -88,6 +90,8 @@ class TrainConfig:
             raise UserError(f"--head {self.head}: expected one of {', '.join(HEADS)}")
         if self.render_backend not in ("process", "ray"):
             raise UserError(f"render_backend {self.render_backend}: expected process or ray")
+        if self.val_every < 1:
+            raise UserError(f"--val-every {self.val_every}: expected a positive integer")
         if self.hypotheses < 1:
             raise UserError(f"--hypotheses {self.hypotheses}: expected a positive integer")
         if self.crop_px % 16:

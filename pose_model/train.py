@@ -1,9 +1,10 @@
 """`train(cfg) -> Path`: train localizer + crop regressor jointly on a synthetic dataset.
 
 One loop, one optimizer, one progress bar. Every epoch: reseed every random stream from (seed, epoch)
-(so `--resume` from an epoch checkpoint continues exactly like an uninterrupted run), train, validate end
-to end on the held-out split (through the localizer; on ground-truth crops too, as a diagnostic, every
-GT_CROP_EVERY epochs and at the last), write the checkpoint atomically, the curves and the model card.
+(so `--resume` from an epoch checkpoint continues exactly like an uninterrupted run), train, write the checkpoint
+atomically, the curves and the model card; every `val_every` epochs and at the last, first validate end to end on
+the held-out split (through the localizer; on ground-truth crops too, as a diagnostic, every GT_CROP_EVERY epochs
+and at the last). Validation never touches the weights, so how often it runs does not change the model.
 
 Several processes (`torchrun --nproc_per_node N cli.py train ...`: DDP, NCCL on GPUs, gloo on CPU) train
 one model with the same GLOBAL batch as one process: every rank draws the same batch and crop jitter from
@@ -37,9 +38,8 @@ CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", 
               "val_te_med_mm_gtcrop", "val_loc_centre_err_px", "val_loc_size_err", "epoch_time_s", "img_per_s")
 
 
-# the ground-truth-crop diagnostic (a second validation pass) on every 4th epoch and the last: it doubled validation,
-# ≈ 10 % of a default training
-GT_CROP_EVERY = 4
+# the ground-truth-crop diagnostic (a second validation pass) on every 8th epoch and the last: it doubles a validation
+GT_CROP_EVERY = 8
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -274,11 +274,12 @@ def _write_curves(rows: list[dict], out: Path, png: bool = True) -> None:
             if all(k in r for r in rows):  # a shared, frozen regressor logs no regressor losses
                 ax[0].plot(ep, [r[k] for r in rows], label=k)
         ax[0].set_yscale("log"); ax[0].set_title("training losses"); ax[0].legend(fontsize=7)
-        ax[1].plot(ep, [r["val_re_med_deg"] for r in rows], label="end to end")
+        val = [r for r in rows if r.get("val_re_med_deg") is not None]  # every val_every epochs
         gt = [r for r in rows if r.get("val_re_med_deg_gtcrop") is not None]  # every GT_CROP_EVERY epochs
+        ax[1].plot([r["epoch"] for r in val], [r["val_re_med_deg"] for r in val], "-o", label="end to end")
         ax[1].plot([r["epoch"] for r in gt], [r["val_re_med_deg_gtcrop"] for r in gt], "--o", label="GT crop")
         ax[1].set_title("val median rotation error (deg)"); ax[1].legend(fontsize=7)
-        ax[2].plot(ep, [r["val_te_med_mm"] for r in rows], label="end to end")
+        ax[2].plot([r["epoch"] for r in val], [r["val_te_med_mm"] for r in val], "-o", label="end to end")
         ax[2].plot([r["epoch"] for r in gt], [r["val_te_med_mm_gtcrop"] for r in gt], "--o", label="GT crop")
         ax[2].set_title("val median translation error (mm)"); ax[2].legend(fontsize=7)
         for a in ax:
@@ -428,15 +429,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if not lead:
                 rows.append(row)
                 continue
-            gt_crop = (epoch + 1) % GT_CROP_EVERY == 0 or epoch + 1 == cfg.epochs
-            row.update(evaluate(model, data, val_idx, device, cfg.refine_iters, resize_crop=cfg.resize_crop,
-                                head=cfg.head, gt_crop=gt_crop))
+            last_epoch = epoch + 1 == cfg.epochs
+            if (epoch + 1) % cfg.val_every == 0 or last_epoch:
+                gt_crop = (epoch + 1) % GT_CROP_EVERY == 0 or last_epoch
+                row.update(evaluate(model, data, val_idx, device, cfg.refine_iters, resize_crop=cfg.resize_crop,
+                                    head=cfg.head, gt_crop=gt_crop))
+                gt_note = f"; GT crop {row['val_re_med_deg_gtcrop']:.2f}° {row['val_te_med_mm_gtcrop']:.2f} mm" \
+                    if gt_crop else ""
+                bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re "
+                          f"{row['val_re_med_deg']:.2f}° te {row['val_te_med_mm']:.2f} mm (direct "
+                          f"{row['val_re_med_deg_direct']:.2f}° {row['val_te_med_mm_direct']:.2f} mm{gt_note})  loc "
+                          f"{row['val_loc_centre_err_px']:.1f} px")
             rows.append(row)
-            gt_note = f"; GT crop {row['val_re_med_deg_gtcrop']:.2f}° {row['val_te_med_mm_gtcrop']:.2f} mm" \
-                if gt_crop else ""
-            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}  val re {row['val_re_med_deg']:.2f}° "
-                      f"te {row['val_te_med_mm']:.2f} mm (direct {row['val_re_med_deg_direct']:.2f}° "
-                      f"{row['val_te_med_mm_direct']:.2f} mm{gt_note})  loc {row['val_loc_centre_err_px']:.1f} px")
             pipeline.end_epoch(out)
             ck = {"format": CKPT_FORMAT, "config": asdict(cfg), "meta": asdict(meta), "object": spec.to_dict(),
                   "object_name": spec.name, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -496,7 +500,7 @@ def _all_reduce_mean(sums: dict[str, float], device: torch.device) -> dict[str, 
 
 
 def _write_card(ck: dict, manifest: dict, out: Path) -> None:
-    last = ck["history"][-1] if ck["history"] else {}
+    last = next((r for r in reversed(ck["history"]) if "val_re_med_deg" in r), {})  # the latest validated epoch
     atomic_write_json(out / "model_card.json", {
         "format": "sim2real-pose-card/1", "checkpoint": "model.pt", "object_name": ck["object_name"],
         "pipeline": ck["config"]["pipeline"], **ck["pipeline_card"], "config": ck["config"], "meta": ck["meta"],
@@ -507,6 +511,7 @@ def _write_card(ck: dict, manifest: dict, out: Path) -> None:
         "mix_dataset": ({"path": ck["config"]["mix_data"], "content_hash": ck.get("mix_dataset_hash")}
                         if ck["config"].get("mix_data") else None),
         "epochs_done": ck["epoch"] + 1, "val_metrics": {k: v for k, v in last.items() if k.startswith("val_")},
+        "val_epoch": last.get("epoch"),
         "train_time_s": ck["train_time_s"], "seed": ck["seed"], "code_version": ck["code_version"],
         "init_from": ck["config"].get("init_from"), "precision_used": ck.get("precision_used", "fp32")})
 

@@ -11,7 +11,7 @@ from core.io import UserError
 from core.objects import load_object_spec
 from pose_model.config import make_config
 from pose_model.predict import PoseEstimator, predict_bop, predict_images
-from pose_model.train import train
+from pose_model.train import CURVE_KEYS, train
 
 
 def run_cli(argv: list[str]) -> int:
@@ -98,15 +98,27 @@ def test_predict_images_folder(tiny_data, tiny_model, tmp_path):
 
 
 def test_resume_continues_identically(tiny_data, tmp_path):
+    """…and how often it validates does not change the weights (a validated every 2nd epoch and at the last, b every
+    epoch)."""
     kw = dict(data=str(tiny_data), device="cpu", max_samples=24, batch_size=8)
-    a = train(make_config("quick", out=str(tmp_path / "a"), epochs=2, **kw), progress=False)
-    train(make_config("quick", out=str(tmp_path / "b"), epochs=1, **kw), progress=False)
-    b = train(make_config("quick", out=str(tmp_path / "b"), epochs=2, resume=True, **kw), progress=False)
+    a = train(make_config("quick", out=str(tmp_path / "a"), epochs=3, val_every=2, **kw), progress=False)
+    train(make_config("quick", out=str(tmp_path / "b"), epochs=1, val_every=1, **kw), progress=False)
+    b = train(make_config("quick", out=str(tmp_path / "b"), epochs=3, val_every=1, resume=True, **kw), progress=False)
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-    assert sb["epoch"] == 1 and len(sb["history"]) == 2
+    assert sb["epoch"] == 2 and len(sb["history"]) == 3
     for k, v in sa["model"].items():
         assert torch.equal(v, sb["model"][k]), k
     assert sa["history"][-1]["train_loss"] == sb["history"][-1]["train_loss"]
+    assert [("val_re_med_deg" in r) for r in sb["history"]] == [True, True, True]
+    assert [("val_re_med_deg" in r) for r in sa["history"]] == [False, True, True]
+    assert [("val_re_med_deg_gtcrop" in r) for r in sa["history"]] == [False, False, True]  # GT_CROP_EVERY 8, last
+    assert sa["history"][-1]["val_re_med_deg"] == sb["history"][-1]["val_re_med_deg"]
+    card = json.loads((tmp_path / "a" / "model_card.json").read_text())
+    assert card["val_epoch"] == 3 and card["val_metrics"]["val_re_med_deg"] == sa["history"][-1]["val_re_med_deg"]
+    rows = (tmp_path / "a" / "curves.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[1].split(",")[CURVE_KEYS.index("val_re_med_deg")] == ""  # epoch 1: no validation
+    with pytest.raises(UserError, match="--val-every 0"):
+        make_config("quick", out=str(tmp_path / "d"), val_every=0, **kw)
     # a different seed really changes the run (the comparison above can fail)
     c = train(make_config("quick", out=str(tmp_path / "c"), epochs=2, seed=1, **kw), progress=False)
     sc = torch.load(c, weights_only=True)
