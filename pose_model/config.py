@@ -39,14 +39,15 @@ class TrainConfig:
     max_samples: int | None = None    # use only the first N samples of the dataset (tests, quick runs)
     val_frac: float = 0.1
     val_max: int = 1000               # validate on at most this many held-out samples
-    val_every: int = 4                # validate every Nth epoch and at the last (the weights do not depend on it; a
-                                      # pass through the whole pose task cost ≈ 25 % of a default training's time)
+    val_every: int = 4                # validate every Nth epoch and at the last (the weights do not depend on it;
+                                      # one pass through the whole pose task ≈ 1.6 s: every epoch was ≈ 30 % of a
+                                      # default training)
     num_threads: int | None = 1       # torch CPU threads (None: torch's default). 1: on a shared CPU, more threads
                                       # spin and slow everyone down (measured 20× slower inference at 2 threads under load)
     # ---- model ----
     crop_px: int = 80                 # regressor input side. 80 (was 64): the photos' cube (53–59 px) at ≈ its own
                                       # resolution; tune session, render-dr + image-dr seeds 0–2 against 64: te −4.9
-                                      # mm [−9.4, −0.1], AR +0.038 [+0.009, +0.068]; training 1.25–1.42× longer
+                                      # mm [−9.4, −0.1], AR +0.038 [+0.009, +0.068]; training ≈ 1.3–1.5× longer
     loc_width: int = 16
     loc_batch_frac: float = 0.5       # the localizer trains on this fraction of each batch (its task is easier)
     reg_width: int = 32
