@@ -42,6 +42,11 @@ CURVE_KEYS = ("epoch", "step", "lr", "train_loss", "train_rot", "train_centre", 
 GT_CROP_EVERY = 8
 
 
+def _due(epoch: int, every: int, epochs: int) -> bool:
+    """Whether the 0-based `epoch` is one of every `every` epochs or the last of `epochs`."""
+    return (epoch + 1) % every == 0 or epoch + 1 == epochs
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up then cosine decay: a pure function of the step (nothing to save for resume)."""
     warm = max(1, int(total * cfg.warmup_frac))
@@ -429,9 +434,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if not lead:
                 rows.append(row)
                 continue
-            last_epoch = epoch + 1 == cfg.epochs
-            if (epoch + 1) % cfg.val_every == 0 or last_epoch:
-                gt_crop = (epoch + 1) % GT_CROP_EVERY == 0 or last_epoch
+            if _due(epoch, cfg.val_every, cfg.epochs):
+                gt_crop = _due(epoch, GT_CROP_EVERY, cfg.epochs)
                 row.update(evaluate(model, data, val_idx, device, cfg.refine_iters, resize_crop=cfg.resize_crop,
                                     head=cfg.head, gt_crop=gt_crop))
                 gt_note = f"; GT crop {row['val_re_med_deg_gtcrop']:.2f}° {row['val_te_med_mm_gtcrop']:.2f} mm" \
@@ -452,7 +456,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                   "precision_used": precision_used}
             atomic_torch_save(ck, ckpt_path)
             # the PNG costs a second or two: every 5 epochs and at the end
-            _write_curves(rows, out, png=(epoch + 1) % 5 == 0 or epoch + 1 == cfg.epochs)
+            _write_curves(rows, out, png=_due(epoch, 5, cfg.epochs))
             _write_card(ck, manifest, out)
         bar.close()
         if world > 1:
