@@ -3,7 +3,8 @@ randomizing images / in the model, and inference ms per 640×480 image.
 
     python3 perf/train_throughput.py [--data DIR] [--profile default] [--pipeline none|dr]
                                            [--threads 1] [--steps 20] [--device cpu]
-                                           [--precision fp32,bf16] [--repeats 3]
+                                           [--precision fp32,bf16] [--memory-format contiguous,channels_last]
+                                           [--repeats 3]
 
 Without --data it uses random images of the dataset contract's shapes (160×120 frames, 128² rendered
 crops), which time the same work. Not a test: numbers depend on the machine and its load.
@@ -42,9 +43,14 @@ def fake_data(n: int, spec, hw=(120, 160), crop=128) -> PoseData:
                     R=torch.eye(3).expand(n, 3, 3).clone(), t=t, K_full=K, centre=centre, crop_box=box)
 
 
-def time_training(cfg, meta, spec, data: PoseData, pipeline: str, precision: str, steps: int, dev: torch.device):
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def time_training(cfg, meta, spec, data: PoseData, pipeline: str, precision: str, steps: int, dev: torch.device,
+                  memory_format: str = "contiguous"):
     """(ms per stage, total s) of `steps` training steps (after 2 warm-up steps) of a fresh model."""
     model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32)).to(dev).train()
+    model = model.to(memory_format=MEMORY_FORMATS[memory_format])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     pipe = make_pipeline(pipeline, None, 0, dev)
     gen = torch.Generator().manual_seed(0)
@@ -101,6 +107,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: each is timed, ratios vs the first")
+    ap.add_argument("--memory-format", default="contiguous,channels_last",
+                    help="comma-separated: contiguous (NCHW weights) and/or channels_last (NHWC: what training "
+                    "uses on a CPU)")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -116,26 +125,26 @@ def main() -> None:
     meta = ModelMeta(hw, (480, 640), cfg.crop_px, cfg.crop_factor, max(spec.size_m), cfg.loc_width, cfg.reg_width,
                      cfg.reg_hidden)
     B = cfg.batch_size
-    precisions = a.precision.split(",")
-    runs = {p: [] for p in precisions}
-    for _ in range(a.repeats):  # interleaved, so a change in the machine's load hits every precision alike
-        for p in precisions:
-            runs[p].append(time_training(cfg, meta, spec, data, a.pipeline, p, a.steps, dev))
+    variants = [(p, mf) for p in a.precision.split(",") for mf in a.memory_format.split(",")]
+    runs = {v: [] for v in variants}
+    for _ in range(a.repeats):  # interleaved, so a change in the machine's load hits every variant alike
+        for p, mf in variants:
+            runs[(p, mf)].append(time_training(cfg, meta, spec, data, a.pipeline, p, a.steps, dev, mf))
     print(f"profile {a.profile}, pipeline {a.pipeline}, batch {B}, crop {cfg.crop_px}px, frame {hw[1]}x{hw[0]}, "
           f"{a.threads} thread(s), device {dev}, data: {a.data or 'random tensors'}, {a.repeats} repeat(s) of "
           f"{a.steps} steps: medians")
     ref = None
-    for p, rs in runs.items():
+    for (p, mf), rs in runs.items():
         rs.sort(key=lambda r: r[1])
         tm, total = rs[len(rs) // 2]
         ips = a.steps * B / total
         ref = ref or ips
-        print(f"\nprecision {p} (native bf16 here: {bf16_supported(dev)})\n| stage | share of step time | ms / batch |"
-              "\n|---|---|---|")
+        print(f"\nprecision {p} (native bf16 here: {bf16_supported(dev)}), weights {mf}\n"
+              "| stage | share of step time | ms / batch |\n|---|---|---|")
         for k, v in tm.items():
             print(f"| {k} | {100 * v / total:.1f} % | {1000 * v / a.steps:.1f} |")
         print(f"training: {ips:.0f} img/s (regressor crops; the localizer sees {cfg.loc_batch_frac:.0%} of each "
-              f"batch), {ips / ref:.2f}× the {precisions[0]} run")
+              f"batch), {ips / ref:.2f}× the {' '.join(variants[0])} run")
     model = PoseModel(meta, torch.as_tensor(spec.symmetries, dtype=torch.float32)).to(dev).eval()
 
     from pose_model.predict import PoseEstimator

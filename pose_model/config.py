@@ -74,6 +74,9 @@ class TrainConfig:
     w_loc: float = 1.0
     w_cls: float = 1.0                # which shape symmetry (the markers' classification), cross-entropy
     w_kp: float = 5.0                 # keypoints (mean L1 per keypoint, crop units, like the centre's)
+    w_keep: float = 0.0               # with init_from: pull the regressor's rotation and keypoints toward the init
+                                      # model's own outputs on the same crops (learning without forgetting, Li &
+                                      # Hoiem 2016; no labels), so a fine-tune that fits depth keeps its rotation
     # ---- ADR (pipeline adr) ----
     adr_success_deg: float = 15.0     # boundary sample "solved": rotation error below this …
     adr_success_depth: float = 0.10   # … and relative depth error below this
@@ -114,6 +117,8 @@ class TrainConfig:
             raise UserError("--regressor-from: not with --pipeline adr, init_from or a frozen localizer")
         if self.loc_data and self.pipeline == "adr":
             raise UserError("--loc-data: not with --pipeline adr (its localizer trains on ADR's own renders)")
+        if self.w_keep > 0 and not self.init_from:
+            raise UserError(f"w_keep {self.w_keep}: keeps the init model's outputs, so it needs init_from")
         if not self.out:
             raise UserError("--out: an output directory is required")
 

@@ -113,14 +113,27 @@ def crop_images(img: torch.Tensor, box: torch.Tensor, out_px: int, antialias: in
     """
     B, _, H, W = img.shape
     n = out_px * antialias
-    theta = torch.zeros(B, 2, 3, dtype=img.dtype, device=img.device)
-    theta[:, 0, 0] = box[:, 2] / W
-    theta[:, 0, 2] = (2 * box[:, 0] + box[:, 2]) / W - 1
-    theta[:, 1, 1] = box[:, 2] / H
-    theta[:, 1, 2] = (2 * box[:, 1] + box[:, 2]) / H - 1
-    grid = F.affine_grid(theta, [B, img.shape[1], n, n], align_corners=False)
+    # the sampling grid of F.affine_grid (align_corners=False) for a scale + shift, built as the outer sum it is:
+    # affine_grid's batched matmul took 40 % of a training batch's crop time (perf/train_throughput.py)
+    base = (2 * torch.arange(n, dtype=img.dtype, device=img.device) + 1) / n - 1      # output pixel centres
+    box = box.to(img.dtype)
+    gx = (box[:, 2:3] / W) * base + ((2 * box[:, 0:1] + box[:, 2:3]) / W - 1)       # (B,n)
+    gy = (box[:, 2:3] / H) * base + ((2 * box[:, 1:2] + box[:, 2:3]) / H - 1)
+    grid = torch.stack([gx[:, None, :].expand(B, n, n), gy[:, :, None].expand(B, n, n)], -1)
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return F.avg_pool2d(out, antialias) if antialias > 1 else out
+    return box_downsample(out, antialias)
+
+
+def box_downsample(x: torch.Tensor, k: int) -> torch.Tensor:
+    """F.avg_pool2d(x, k) for (…, H, W) with H, W multiples of k. For k ≤ 4 as sums of strided slices (columns, then
+    rows): the same means up to rounding, ≈ 4× faster than avg_pool2d on a training batch here for k = 2 (the crops'
+    antialiasing: 7.5 → 1.6 ms); from k = 8 on avg_pool2d is the faster."""
+    if k == 1:
+        return x
+    if k > 4:
+        return F.avg_pool2d(x, k)
+    cols = sum(x[..., i::k] for i in range(k))
+    return sum(cols[..., i::k, :] for i in range(k)) * (1.0 / (k * k))
 
 
 # ---- symmetry-aware errors ----------------------------------------------------------------------------

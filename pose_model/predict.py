@@ -56,6 +56,8 @@ class PoseEstimator:
         hyp = c.get("hypotheses", 1) if hypotheses is None else hypotheses
         if hyp < 1:
             raise UserError(f"--hypotheses {hyp}: expected a positive integer")
+        if dev.type == "cpu":  # oneDNN on NHWC weights: 24 → 22 ms per photo here (measured)
+            model = model.to(memory_format=torch.channels_last)
         return cls(model.to(dev), spec, dev, it, {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]},
                    resize_crop=rs, head=head, hypotheses=hyp)
 

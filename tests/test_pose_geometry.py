@@ -156,6 +156,26 @@ def test_crop_images_matches_crop_K():
     assert abs(cx - float(uv[0])) < 1e-6 and abs(cy - float(uv[1])) < 1e-6
 
 
+def test_crop_images_equals_affine_grid_sampling_and_average_pooling():
+    """The outer-sum grid and the strided-slice pooling are F.affine_grid + grid_sample + avg_pool2d, faster: the
+    same crops (to rounding) for boxes inside, across and outside the image, at every antialiasing factor."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(6, 3, 50, 70, generator=g, dtype=torch.float64)
+    box = torch.tensor([[10.0, 5.0, 30.0], [-12.5, 20.0, 44.0], [60.0, 40.0, 25.0], [200.0, 0.0, 10.0],
+                        [0.0, 0.0, 70.0], [33.3, 7.7, 3.1]], dtype=torch.float64)
+    for aa in (1, 2, 3, 4, 8):
+        n = 16 * aa
+        theta = torch.zeros(6, 2, 3, dtype=torch.float64)
+        theta[:, 0, 0], theta[:, 1, 1] = box[:, 2] / 70, box[:, 2] / 50
+        theta[:, 0, 2], theta[:, 1, 2] = (2 * box[:, 0] + box[:, 2]) / 70 - 1, (2 * box[:, 1] + box[:, 2]) / 50 - 1
+        grid = F.affine_grid(theta, [6, 3, n, n], align_corners=False)
+        ref = F.avg_pool2d(F.grid_sample(img, grid, align_corners=False), aa)
+        assert torch.allclose(G.crop_images(img, box, 16, antialias=aa), ref, atol=1e-12), aa
+        assert torch.allclose(G.box_downsample(img[:, :, :48, :64], aa if aa != 3 else 4),
+                              F.avg_pool2d(img[:, :, :48, :64], aa if aa != 3 else 4), atol=1e-12)
+
+
 def test_localizer_targets_round_trip():
     meta = ModelMeta((120, 160), (480, 640), 64, 0.75, 0.03, 8, 8, 16)
     m = PoseModel(meta, torch.eye(3)[None])

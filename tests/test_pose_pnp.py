@@ -195,6 +195,25 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     steps = [r["step"] for r in torch.load(out, weights_only=False)["history"]]
     n_fit = 18 - 2                                      # the fine-tune's validation split (10 %) is left out
     assert steps == [2 * n_fit // 8, 4 * n_fit // 8]
+    # learning without forgetting (w_keep): the rotation and keypoints the regressor reads stay the source's, where
+    # the plain fine-tune (which fits centre and depth only) lets them drift
+    kept = finetune(ckpt, data, tmp_path / "ft_keep", root, epochs=2, batch_size=8, device="cpu", w_keep=100.0)
+    hist = torch.load(kept, weights_only=False)["history"]
+    assert all(r["train_keep"] > 0 for r in hist)
+    assert "train_keep" not in torch.load(out, weights_only=False)["history"][0]
+    from pose_model.data import to_float
+    from pose_model.predict import PoseEstimator
+    models = {k: PoseEstimator.load(c, "cpu").model for k, c in (("sim", ckpt), ("plain", out), ("kept", kept))}
+    nets = {k: m.regressor for k, m in models.items()}
+    crops = torch.nn.functional.interpolate(to_float(torch.from_numpy(ds.crops[:16]), torch.device("cpu")),
+                                            size=models["sim"].meta.crop_px)
+    with torch.no_grad():
+        kp = {k: net(crops)["kp"] for k, net in nets.items()}
+    drift = {k: float((kp[k] - kp["sim"]).abs().mean()) for k in ("plain", "kept")}
+    assert drift["kept"] < 0.75 * drift["plain"], drift  # (the batch-norm statistics still move with the photos)
+    with pytest.raises(UserError, match="w_keep 1.0: .*needs init_from"):
+        train(make_config("quick", data=str(ds_dir), out=str(tmp_path / "keepbad"), device="cpu", w_keep=1.0),
+              progress=False)
     alone = finetune(ckpt, data, tmp_path / "ft_alone", root, epochs=2, batch_size=8, device="cpu", co_train=False)
     card = json.loads((alone.parent / "model_card.json").read_text())
     assert card["mix_dataset"] is None and card["config"]["mix_data"] is None
