@@ -102,16 +102,20 @@ def summarize_pipelines(cols: dict[str, dict[str, np.ndarray]], instants: list[s
 
 def paired_all(cols: dict[str, dict[str, np.ndarray]], instants: list[str], n_boot: int,
                metrics: tuple[str, ...] = PAIRED_METRICS) -> list[dict[str, Any]]:
-    """Every pair of pipelines (a listed before b) on every metric: {a, b, metric, diff, ci95, resolved, p,
-    p_perm} (eval.stats.paired_comparison)."""
+    """Every pair of pipelines (a listed before b) on every metric: {a, b, metric, diff, ci95, ci95_seeds,
+    resolved, resolved_bootstrap, p, p_perm} (eval.stats.paired_comparison)."""
     res = []
     for a, b in itertools.combinations(list(cols), 2):
         for metric in metrics:
             col, red = M.METRICS[metric]
             r = S.paired_comparison(cols[a][col], cols[b][col], instants, red, n_boot=n_boot, n_perm=n_boot, seed=0)
-            res.append({"a": a, "b": b, "metric": metric, "diff": r["diff"], "ci95": r["ci95"],
-                        "resolved": r["resolved"], "p": r["p"], "p_perm": r["p_perm"]})
+            res.append({"a": a, "b": b, "metric": metric, **_kept(r)})
     return res
+
+
+def _kept(r: dict[str, Any]) -> dict[str, Any]:
+    """What a stored comparison keeps of eval.stats.paired_comparison's result."""
+    return {k: r[k] for k in ("diff", "ci95", "ci95_seeds", "resolved", "resolved_bootstrap", "p", "p_perm")}
 
 
 def find_pair(paired: list[dict[str, Any]], a: str, b: str, metric: str) -> dict[str, Any] | None:
@@ -123,7 +127,9 @@ def find_pair(paired: list[dict[str, Any]], a: str, b: str, metric: str) -> dict
             return r
         if (r["a"], r["b"]) == (b, a):
             lo, hi = r["ci95"]
-            return {**r, "a": a, "b": b, "diff": -r["diff"], "ci95": [-hi, -lo]}
+            seeds = r.get("ci95_seeds")
+            return {**r, "a": a, "b": b, "diff": -r["diff"], "ci95": [-hi, -lo],
+                    "ci95_seeds": [-seeds[1], -seeds[0]] if seeds else seeds}
     return None
 
 
@@ -166,6 +172,9 @@ def describe(r: dict[str, Any]) -> str:
     lo, hi = r["ci95"]
     s = f"{word} {signed(fmt, r['diff'])}{unit} [{signed(fmt, lo)}, {signed(fmt, hi)}]"
     if not r["resolved"]:
+        seeds = r.get("ci95_seeds")
+        if r.get("resolved_bootstrap") and seeds:  # the seeds' spread says otherwise: say so, with its interval
+            return s + f" (not resolved: over seeds [{signed(fmt, seeds[0])}, {signed(fmt, seeds[1])}])"
         return s + " (not resolved)"
     return s + (" (resolved, better)" if _better(r["metric"], r["diff"]) else " (resolved, worse)")
 
@@ -225,8 +234,7 @@ def rig_analysis(rows: list[dict[str, Any]], rig_rows: list[dict[str, Any]], rea
             col, red = M.METRICS[metric]
             r = S.paired_comparison(cols[p][col], cols[single][col], instants, red, n_boot=n_boot, n_perm=n_boot,
                                     seed=0)
-            effs[metric] = {"a": p, "b": single, "metric": metric, "diff": r["diff"], "ci95": r["ci95"],
-                            "resolved": r["resolved"], "p": r["p"], "p_perm": r["p_perm"]}
+            effs[metric] = {"a": p, "b": single, "metric": metric, **_kept(r)}
         effects.append({"rig": p, "single_view": single, "metrics": effs})
     return {"summary": summary, "effects": effects}
 
@@ -316,6 +324,9 @@ def analyse(rows: list[dict[str, Any]], real_root: str | Path, n_boot: int) -> d
             "statistics": {"n_images": len(keys), "n_capture_instants": S.cluster_index(instants)[1],
                            "n_boot": n_boot, "n_perm": n_boot,
                            "interval": "percentile 95 %, bootstrap over seeds and capture instants",
+                           "seed_interval": "Welch t 95 % over the two pipelines' per-seed values (on the same "
+                                            "images); a difference is resolved when it and the bootstrap interval "
+                                            "both exclude 0",
                            "paired_test": "two-sided paired bootstrap p (the same replicates as the interval); "
                                           "p_perm in results.json: permutation test swapping two pipelines' "
                                           "values of whole instants",

@@ -81,7 +81,9 @@ def _diff_cell(r: dict[str, Any] | None) -> str:
     lo, hi = r["ci95"]
     mark = " **resolved**" if r["resolved"] else ""
     p = f", p {r['p']:.3f}" if math.isfinite(r.get("p", float("nan"))) else ""
-    return f"{signed(fmt, r['diff'])} [{signed(fmt, lo)}, {signed(fmt, hi)}]{p}{mark}"
+    seeds = r.get("ci95_seeds")
+    over_seeds = f", seeds [{signed(fmt, seeds[0])}, {signed(fmt, seeds[1])}]" if seeds else ""
+    return f"{signed(fmt, r['diff'])} [{signed(fmt, lo)}, {signed(fmt, hi)}]{over_seeds}{p}{mark}"
 
 
 def _img_b64(path: Path) -> str:
@@ -111,7 +113,9 @@ def _sections(rows: list[dict[str, Any]], meta: dict[str, Any], an: dict[str, An
         f"Report session `{meta['report_session']}`: {st['n_images']} labelled images from "
         f"{st['n_capture_instants']} capture instants; seeds {meta['seeds']}. Values: mean over seeds ± sd over "
         f"seeds [95 % interval from a bootstrap over seeds and capture instants]. A difference is **resolved** "
-        f"when its paired 95 % interval excludes 0 (p: {st['paired_test']}). AR = {st['ar']}."],
+        f"when its paired 95 % interval excludes 0 and so does a Welch t interval over the two pipelines' per-seed "
+        f"values (at 3 seeds the bootstrap alone is too narrow: README, \"The same settings twice\"; p: "
+        f"{st['paired_test']}). AR = {st['ar']}."],
         rank_rows, [])]
     secs.append(("Verdict", [" ".join(an["verdict"])], None, []))
     ctl_rows = [["effect", *[METRIC_WORDS[m][0] + (f" ({METRIC_WORDS[m][1].strip()})" if METRIC_WORDS[m][1] else "")

@@ -13,6 +13,13 @@ those weights. Intervals are percentile 95 % intervals read off order statistics
 predictions are missing). Paired comparisons use the SAME instant draw for both pipelines (the images are
 shared; the seeds are not, so each pipeline's seeds are drawn independently) and a cluster-level
 two-sided bootstrap p-value (plus a cluster label-swap permutation test as a second opinion).
+
+Why a second, seed-level interval: with 3 seeds the bootstrap over seeds draws from 10 distinct multisets and its
+percentile interval treats the seed spread as known. Two default benchmark runs that differ only by floating-point
+rounding (the same settings, seeds and photos) had 3 of 27 bootstrap intervals exclude 0 (README, "The same settings
+twice"). A paired comparison is therefore `resolved` only when the bootstrap interval AND a Welch t interval over
+the two pipelines' per-seed statistics (`seed_interval`; conditional on the images) both exclude 0 — on that
+replicate, 0 of 27.
 """
 from __future__ import annotations
 
@@ -122,11 +129,13 @@ def paired_comparison(values_a: np.ndarray, values_b: np.ndarray, cluster_ids: S
     """Pipeline a − pipeline b on the same n images (values (S_a, n), (S_b, n), columns aligned).
 
     diff = stat(a) − stat(b); ci95 from the paired bootstrap (one instant draw shared by a and b, seeds drawn
-    per pipeline); resolved = the interval excludes 0; p = the two-sided paired-bootstrap p-value (consistent
-    with the interval: resolved ⇔ p ≲ 0.05); p_perm = a second opinion from a permutation test that swaps
-    a's and b's values of whole instants at random ((1 + #|diff*| ≥ |diff|) / (1 + n_perm); exact under
-    exchangeability, but weak for a difference of medians when two pipelines err alike image by image).
-    Returns {diff, ci95, resolved, p, p_perm, a_value, b_value}."""
+    per pipeline); ci95_seeds = seed_interval of the per-seed statistics (None with one seed a side);
+    resolved = ci95 excludes 0 and so does ci95_seeds where there is one (resolved_bootstrap: ci95 alone);
+    p = the two-sided paired-bootstrap p-value (consistent with ci95: resolved_bootstrap ⇔ p ≲ 0.05); p_perm = a
+    second opinion from a permutation test that swaps a's and b's values of whole instants at random ((1 +
+    #|diff*| ≥ |diff|) / (1 + n_perm); exact under exchangeability, but weak for a difference of medians when two
+    pipelines err alike image by image).
+    Returns {diff, ci95, ci95_seeds, resolved, resolved_bootstrap, p, p_perm, a_value, b_value}."""
     a = np.atleast_2d(np.asarray(values_a, np.float64))
     b = np.atleast_2d(np.asarray(values_b, np.float64))
     if a.shape[1] != b.shape[1] or a.shape[1] != len(cluster_ids):
@@ -159,8 +168,48 @@ def paired_comparison(values_a: np.ndarray, values_b: np.ndarray, cluster_ids: S
         p_perm = float((1 + extreme.sum()) / (1 + n_perm))
     else:
         p_perm = float("nan")   # one side always fails (inf): no finite test statistic
-    return {"diff": diff, "ci95": ci, "resolved": bool(ci[0] > 0 or ci[1] < 0), "p": p_boot, "p_perm": p_perm,
+    excludes0 = lambda iv: bool(iv[0] > 0 or iv[1] < 0)  # noqa: E731
+    ci_seeds = seed_interval(reduce(a, reducer), reduce(b, reducer))
+    return {"diff": diff, "ci95": ci, "ci95_seeds": ci_seeds,
+            "resolved": excludes0(ci) and (ci_seeds is None or excludes0(ci_seeds)),
+            "resolved_bootstrap": excludes0(ci), "p": p_boot, "p_perm": p_perm,
             "a_value": float(va), "b_value": float(vb)}
+
+
+# Student's t two-sided 95 % quantiles; a fractional (Welch) df is interpolated linearly in 1/df, which errs a little
+# on the wide side between the table's points (df 2.5: 3.63 against the exact 3.50)
+_T975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306),
+         (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.000), (120, 1.980))
+
+
+def t975(df: float) -> float:
+    """The 97.5 % quantile of Student's t with df ≥ 1 degrees of freedom (1.960 as df → ∞)."""
+    if df < 1:
+        raise ValueError(f"df {df}: expected ≥ 1")
+    x = 1.0 / df
+    pts = [(1.0 / d, q) for d, q in _T975] + [(0.0, 1.960)]      # x decreasing
+    for (x0, q0), (x1, q1) in zip(pts, pts[1:]):
+        if x1 <= x <= x0:
+            return q0 + (q1 - q0) * (x0 - x) / (x0 - x1)
+    return 1.960
+
+
+def seed_interval(per_seed_a: Sequence[float], per_seed_b: Sequence[float]) -> list[float] | None:
+    """Welch 95 % t interval of mean(a) − mean(b) over the two pipelines' per-seed statistics (on the same images,
+    so it measures the seeds' spread alone). A side with one seed counts as fixed (mean-pose is deterministic).
+    None when neither side has two seeds or a statistic is not finite (a pipeline with missing predictions)."""
+    a, b = np.asarray(per_seed_a, np.float64), np.asarray(per_seed_b, np.float64)
+    if (len(a) < 2 and len(b) < 2) or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    va = a.var(ddof=1) / len(a) if len(a) > 1 else 0.0
+    vb = b.var(ddof=1) / len(b) if len(b) > 1 else 0.0
+    d = float(a.mean() - b.mean())
+    se2 = va + vb
+    if se2 == 0:
+        return [d, d]
+    df = se2 ** 2 / ((va ** 2 / (len(a) - 1) if len(a) > 1 else 0.0) + (vb ** 2 / (len(b) - 1) if len(b) > 1 else 0.0))
+    hw = t975(df) * float(np.sqrt(se2))
+    return [d - hw, d + hw]
 
 
 def _plain(v: np.ndarray, reducer: str) -> np.ndarray:

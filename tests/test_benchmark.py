@@ -139,9 +139,11 @@ def test_results_schema_rows_summary_paired(quick_report):
     n = len(ROWS)
     assert len(res["paired"]) == n * (n - 1) // 2 * 3
     for c in res["paired"]:
-        assert set(c) >= {"a", "b", "metric", "diff", "ci95", "resolved", "p"}
+        assert set(c) >= {"a", "b", "metric", "diff", "ci95", "ci95_seeds", "resolved", "resolved_bootstrap", "p"}
         assert c["metric"] in ("te_mm_median", "re_deg_median", "ar")
-        assert c["resolved"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
+        assert c["resolved_bootstrap"] == (c["ci95"][0] > 0 or c["ci95"][1] < 0)
+        # one seed a side here: no seed-level interval, so the bootstrap alone decides
+        assert c["ci95_seeds"] is None and c["resolved"] == c["resolved_bootstrap"]
         a, b = res["summary"][c["a"]][c["metric"]]["mean"], res["summary"][c["b"]][c["metric"]]["mean"]
         assert c["diff"] == pytest.approx(a - b)
     assert [c["effect"] for c in res["controls"]] == [
