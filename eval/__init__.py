@@ -7,7 +7,8 @@ Public surface:
 - metrics:   te_mm, re_deg, add_mm, adds_mm (GT → prediction, bop `adi`), mssd_mm, mspd_px, ar_mssd, ar_mspd,
              recall_curve, cuboid_surface_points_mm, per_image_columns, METRICS, summarize (cluster bootstrap)
 - stats:     cluster_weights, weighted_reduce, bootstrap_statistic (seeds × capture instants),
-             paired_comparison (diff, ci95, resolved, p) — pure numpy
+             paired_comparison (diff, ci95, ci95_seeds, resolved = both exclude 0, p), seed_interval (Welch t over
+             per-seed values), t975 — pure numpy
 - aruco_label: ArucoLabeler (marker detection + multi-marker PnP), LabelResult
 - import_aruco.import_aruco_cube, import_trifinger.import_trifinger, fetch.fetch_aruco_cube
 - import_folder.import_photo_folder (your own photos of a printed marker cube: sessions, K.json, undistortion)
