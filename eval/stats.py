@@ -141,7 +141,8 @@ def paired_comparison(values_a: np.ndarray, values_b: np.ndarray, cluster_ids: S
     if a.shape[1] != b.shape[1] or a.shape[1] != len(cluster_ids):
         raise ValueError(f"paired values need the same images: {a.shape}, {b.shape}, {len(cluster_ids)} clusters")
     rng = np.random.default_rng(seed)
-    va, vb = reduce(a, reducer).mean(), reduce(b, reducer).mean()
+    per_seed_a, per_seed_b = reduce(a, reducer), reduce(b, reducer)
+    va, vb = per_seed_a.mean(), per_seed_b.mean()
     with np.errstate(invalid="ignore"):
         diff = float(va - vb)
     w = cluster_weights(cluster_ids, n_boot, rng)
@@ -168,12 +169,15 @@ def paired_comparison(values_a: np.ndarray, values_b: np.ndarray, cluster_ids: S
         p_perm = float((1 + extreme.sum()) / (1 + n_perm))
     else:
         p_perm = float("nan")   # one side always fails (inf): no finite test statistic
-    excludes0 = lambda iv: bool(iv[0] > 0 or iv[1] < 0)  # noqa: E731
-    ci_seeds = seed_interval(reduce(a, reducer), reduce(b, reducer))
+    ci_seeds = seed_interval(per_seed_a, per_seed_b)
     return {"diff": diff, "ci95": ci, "ci95_seeds": ci_seeds,
-            "resolved": excludes0(ci) and (ci_seeds is None or excludes0(ci_seeds)),
-            "resolved_bootstrap": excludes0(ci), "p": p_boot, "p_perm": p_perm,
+            "resolved": _excludes_0(ci) and (ci_seeds is None or _excludes_0(ci_seeds)),
+            "resolved_bootstrap": _excludes_0(ci), "p": p_boot, "p_perm": p_perm,
             "a_value": float(va), "b_value": float(vb)}
+
+
+def _excludes_0(interval: list[float]) -> bool:
+    return bool(interval[0] > 0 or interval[1] < 0)
 
 
 # Student's t two-sided 95 % quantiles; a fractional (Welch) df is interpolated linearly in 1/df, which errs a little

@@ -112,6 +112,9 @@ def main() -> None:
                     "uses on a CPU)")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
+    bad = set(a.memory_format.split(",")) - set(MEMORY_FORMATS)
+    if bad:
+        ap.error(f"--memory-format {','.join(sorted(bad))}: expected {' or '.join(MEMORY_FORMATS)}")
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     cfg = make_config(a.profile, data=a.data or "-", out="-", device=a.device)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.device import autocast_context, bf16_supported, pick_device
+from core.device import autocast_context, bf16_supported, cpu_conv_layout, pick_device
 from core.io import UserError, atomic_savefig, atomic_torch_save, atomic_write_json, atomic_write_text, code_version
 from pose_model import geometry as G
 from pose_model.config import TrainConfig
@@ -361,8 +361,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             raise UserError(f"{cfg.init_from}: a model of {init['object_name']!r}, the data are of {spec.name!r}")
         meta = replace(meta_from_dict(init["meta"]), depth_scale=1.0)  # training learns depth; no calibration
     model = build_model(meta, spec.symmetries, cfg.seed).to(device)
-    if device.type == "cpu":  # oneDNN's convolutions on NHWC weights: a training step ≈ 10–15 % faster here
-        model = model.to(memory_format=torch.channels_last)  # (perf/train_throughput.py --memory-format)
+    model = cpu_conv_layout(model, device)  # perf/train_throughput.py --memory-format
     if init is not None:
         model.load_state_dict(init["model"])
     teacher = None

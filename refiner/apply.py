@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.device import pick_device
+from core.device import cpu_conv_layout, pick_device
 from core.io import UserError, code_version, load_torch_file
 from refiner.data import to_tensor, to_uint8
 from refiner.model import CKPT_FORMAT, Refiner
@@ -32,9 +32,7 @@ def load_refiner(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[
     device = torch.device(device) if not isinstance(device, torch.device) else device
     R = Refiner(**st["arch"])
     R.load_state_dict(st["state_dict"])
-    R = R.to(device).eval()
-    if device.type == "cpu":
-        R = R.to(memory_format=torch.channels_last)
+    R = cpu_conv_layout(R.to(device).eval(), device)
     meta = {k: v for k, v in st.items() if k != "state_dict"}
     meta["path"] = str(ckpt.resolve())
     meta["sha256"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()
