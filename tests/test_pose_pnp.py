@@ -195,15 +195,22 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     steps = [r["step"] for r in torch.load(out, weights_only=False)["history"]]
     n_fit = 18 - 2                                      # the fine-tune's validation split (10 %) is left out
     assert steps == [2 * n_fit // 8, 4 * n_fit // 8]
+    # the default keeps every loss of the sim training: localizer, rotation, keypoints, symmetry classifier
+    assert {k: card["config"][k] for k in ("w_loc", "w_rot", "w_kp", "w_cls")} == \
+        {"w_loc": 1.0, "w_rot": 1.0, "w_kp": 5.0, "w_cls": 1.0}
     # learning without forgetting (w_keep): the rotation and keypoints the regressor reads stay the source's, where
-    # the plain fine-tune (which fits centre and depth only) lets them drift
-    kept = finetune(ckpt, data, tmp_path / "ft_keep", root, epochs=2, batch_size=8, device="cpu", w_keep=100.0)
+    # a fine-tune that fits centre and depth only lets them drift
+    depth_only = dict(train_rotation=False, train_classifier=False, train_localizer=False)
+    plain = finetune(ckpt, data, tmp_path / "ft_plain", root, epochs=2, batch_size=8, device="cpu", **depth_only)
+    assert json.loads((plain.parent / "model_card.json").read_text())["config"]["w_rot"] == 0.0
+    kept = finetune(ckpt, data, tmp_path / "ft_keep", root, epochs=2, batch_size=8, device="cpu", w_keep=100.0,
+                    **depth_only)
     hist = torch.load(kept, weights_only=False)["history"]
     assert all(r["train_keep"] > 0 for r in hist)
-    assert "train_keep" not in torch.load(out, weights_only=False)["history"][0]
+    assert "train_keep" not in torch.load(plain, weights_only=False)["history"][0]
     from pose_model.data import to_float
     from pose_model.predict import PoseEstimator
-    models = {k: PoseEstimator.load(c, "cpu").model for k, c in (("sim", ckpt), ("plain", out), ("kept", kept))}
+    models = {k: PoseEstimator.load(c, "cpu").model for k, c in (("sim", ckpt), ("plain", plain), ("kept", kept))}
     nets = {k: m.regressor for k, m in models.items()}
     crops = torch.nn.functional.interpolate(to_float(torch.from_numpy(ds.crops[:16]), torch.device("cpu")),
                                             size=models["sim"].meta.crop_px)
@@ -232,6 +239,11 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     ft = torch.load(out, weights_only=False)["model"]
     k = "regressor.head.weight"
     assert 0 < (ft[k] - sim[k]).abs().max() < 0.5 * sim[k].abs().max()
+    # the default trains the localizer too; the depth-only fine-tune leaves it as the sim model had it
+    loc_keys = [n for n in sim if n.startswith("localizer.") and sim[n].is_floating_point()]
+    frozen = torch.load(plain, weights_only=False)["model"]
+    assert loc_keys and any(not torch.equal(ft[n], sim[n]) for n in loc_keys)
+    assert all(torch.equal(frozen[n], sim[n]) for n in loc_keys)
 
 
 def test_old_checkpoint_format_gets_a_clear_error(tmp_path):
