@@ -12,8 +12,8 @@ from pose_model.registry import HEADS, SIM_PIPELINES
 @click.option("--from", "from_dir", type=click.Path(), default=None,
               help="Local copy of the upstream ArUco tree (holding src2/), e.g. ../shared/real/aruco_cube.")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
-              help="quick: minutes, numbers not meaningful (CI); default: 1 h 21 min on a 2-core CPU (measured); "
-                   "full: a GPU.")
+              help="quick: minutes, numbers not meaningful (CI); default: about 53 min on a 2-core CPU, 3 seeds "
+                   "(measured, README); full: a GPU.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick]. More seeds on "
                    "a finished --out add the missing ones (its finished stages are kept).")

@@ -1,4 +1,5 @@
-"""CLI of eval/: `real import|fetch|check-size`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`."""
+"""CLI of eval/: `real import|fetch|check-size`, `camera board|calibrate`, `score`, `fuse`, `finetune`,
+`baseline mean-pose`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -292,4 +293,42 @@ def camera_calibrate(images, out, free_k3, squares, square_mm, marker_mm, dictio
     click.echo(f"wrote {out}")
 
 
-COMMANDS = [real_group, camera_group, score, fuse, baseline_group]
+@click.command("finetune")
+@click.option("--model", "ckpt", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A sim-trained checkpoint (runs/NAME/model.pt).")
+@click.option("--real", "real", required=True,
+              help="Real set name (aruco-cube) or a BOP root with labelled photos (e.g. yours, `real import`).")
+@click.option("--session", default="data", show_default=True,
+              help="The session whose labelled photos it trains on: your tune session, never the one you report on.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory: model.pt, model_card.json, curves; the photos as a dataset in OUT/photos_SESSION.")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True,
+              help="Peak learning rate (the sim training's is 1e-3).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
+@click.option("--depth-only", is_flag=True,
+              help="Fit the centre and the depth only (rotation, keypoint, classifier and localizer losses off; the "
+                   "fine-tune before 5733d7f). Default: every loss of the sim training.")
+@click.option("--photos-only", is_flag=True,
+              help="Train on the photos alone (default: every epoch adds as many of the sim model's own renders, "
+                   "its config.data, which must still be there).")
+def finetune_cmd(ckpt: Path, real: str, session: str, out: Path, epochs: int, lr: float, seed: int, device: str,
+                 depth_only: bool, photos_only: bool) -> None:
+    """Fine-tune a sim-trained model on the labelled photos of one session (the benchmark's "sim→real fine-tune"
+    row): every loss of the sim training, a lower learning rate, co-trained with the model's own renders. Only
+    that session's scenes are read; rerun with the same --out to resume. Score it on another session."""
+    import sys
+    from core.io import read_json
+    from core.real_sets import resolve_real
+    from eval.real_dataset import finetune_on_session
+    flags = {"train_rotation": False, "train_classifier": False, "train_localizer": False} if depth_only else {}
+    path = finetune_on_session(ckpt, resolve_real(real), out, session, epochs=epochs, lr=lr, seed=seed,
+                               device=device, progress=sys.stderr.isatty(), co_train=not photos_only, **flags)
+    card = read_json(out / "model_card.json", "model card")
+    n = (card.get("dataset") or {}).get("n")
+    click.echo(f"fine-tuned on {n} labelled photos of session {session!r} for {card.get('epochs_done')} epochs; "
+               f"wrote {path}")
+
+
+COMMANDS = [real_group, camera_group, score, fuse, finetune_cmd, baseline_group]

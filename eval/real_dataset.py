@@ -78,3 +78,27 @@ def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec
         "content_hash": sha256_of_json([entry["sha256"]]), "real_source": {"root": str(real_root), "scene_ids": list(scene_ids)},
     })
     return out
+
+
+def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: str | os.PathLike,
+                        session: str = "data", **finetune_kw) -> Path:
+    """Fine-tune the sim-trained `ckpt` on the labelled photos of `session` of the BOP set `real_root` → OUT/model.pt
+    (pose_model.finetune.finetune; keyword arguments go there). The photos become a dataset in OUT/photos_SESSION,
+    cut at the frame width and crop size of the model's own training set when it is there (co-training needs them
+    equal), else at real_to_dataset's defaults. A session that is missing or holds no labelled photo of the object:
+    UserError before anything is written."""
+    from core.bop import read_scene_groups
+    from core.io import read_json
+    from eval.score import spec_for_real
+    from pose_model.finetune import check_tune_scenes, finetune
+    from pose_model.model import load_checkpoint
+    groups = read_scene_groups(real_root)
+    scene_ids = check_tune_scenes(real_root, groups.get(session, []), session)
+    sizes: dict = {}
+    sim_data = load_checkpoint(ckpt)["config"].get("data")
+    if sim_data and (Path(sim_data) / "manifest.json").is_file():
+        m = read_json(Path(sim_data) / "manifest.json", "manifest")
+        sizes = {"frame_width": int(m["frame_hw"][1]), "crop_px": int(m["crop_px"]),
+                 "crop_scale": float(m.get("crop_scale", 2.0))}
+    data = real_to_dataset(real_root, scene_ids, spec_for_real(real_root), Path(out) / f"photos_{session}", **sizes)
+    return finetune(ckpt, data, out, real_root, session, **finetune_kw)

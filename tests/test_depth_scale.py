@@ -123,3 +123,31 @@ def test_calibrate_depth_through_another_head_reports_that_head(bop_of_renders, 
     for im in load_bop_scenes(root, [3]):
         rgb = read_rgb(im.rgb_path)
         np.testing.assert_allclose(new.predict(rgb, im.K)[1], f * src.predict(rgb, im.K)[1], rtol=1e-5)
+
+
+def test_finetune_cli_trains_on_one_session_and_refuses_a_missing_one(bop_of_renders, tmp_path):
+    """`sim2real finetune`: the session's labelled photos cut at the sim model's own sizes, every loss on, co-trained
+    with its renders; a session the set does not have: one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    ckpt, root, _ = bop_of_renders
+    out = tmp_path / "ft"
+    r = subprocess.run([sys.executable, str(cli), "finetune", "--model", str(ckpt), "--real", str(root), "--out",
+                        str(out), "--epochs", "1", "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fine-tuned on 12 labelled photos of session 'data' for 1 epochs" in r.stdout
+    photos = json.loads((out / "photos_data" / "manifest.json").read_text())
+    sim = json.loads((Path(json.loads((ckpt.parent / "model_card.json").read_text())["dataset"]["path"])
+                      / "manifest.json").read_text())
+    assert photos["real_source"]["scene_ids"] == [1, 2]                   # session data only, never test1's scene 3
+    assert (photos["frame_hw"], photos["crop_px"]) == (sim["frame_hw"], sim["crop_px"])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["init_from"] == str(ckpt) and card["mix_dataset"] is not None
+    assert card["config"]["w_loc"] > 0 and card["config"]["w_rot"] > 0 and card["config"]["w_kp"] > 0
+    r = subprocess.run([sys.executable, str(cli), "finetune", "--model", str(ckpt), "--real", str(root), "--out",
+                        str(tmp_path / "bad"), "--session", "nope", "--epochs", "1", "--device", "cpu"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no session 'nope'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
