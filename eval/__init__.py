@@ -17,7 +17,10 @@ Public surface:
 - fuse:      fuse_predictions, fuse_instant, FuseConfig (a calibrated rig: the views of one capture instant → one pose)
 - plots:     plot_error_cdfs, overlay_grid
 - baseline:  mean_pose
+- real_dataset: real_to_dataset (labelled photos → the synthetic-dataset format), finetune_on_session (a sim model
+             fine-tuned on one session's labelled photos: the benchmark's fine-tune row)
 - object_size: check_object_size (the object's size from labelled photos: its outline against its markers),
              silhouette_scale, marker_border_scale, edge_support, format_size_check
-CLI (eval/commands.py): `real import|fetch|check-size`, `camera board|calibrate`, `score`, `fuse`, `baseline mean-pose`.
+CLI (eval/commands.py): `real import|fetch|check-size`, `camera board|calibrate`, `score`, `fuse`, `finetune`,
+`baseline mean-pose`.
 """

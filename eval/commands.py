@@ -308,8 +308,8 @@ def camera_calibrate(images, out, free_k3, squares, square_mm, marker_mm, dictio
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--depth-only", is_flag=True,
-              help="Fit the centre and the depth only (rotation, keypoint, classifier and localizer losses off; the "
-                   "fine-tune before 5733d7f). Default: every loss of the sim training.")
+              help="Fit the centre and the depth only (rotation, keypoint, classifier and localizer losses off: the "
+                   "earlier default, whose rotation drifted). Default: every loss of the sim training.")
 @click.option("--photos-only", is_flag=True,
               help="Train on the photos alone (default: every epoch adds as many of the sim model's own renders, "
                    "its config.data, which must still be there).")

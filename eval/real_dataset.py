@@ -1,5 +1,6 @@
 """Labelled real images → a dataset in the synthetic-dataset format, so the same trainer can learn from
-them (the benchmark's oracle baseline: trained on one real session, scored on the other).
+them (the benchmark's oracle baseline: trained on one real session, scored on the other; and its fine-tune row,
+`finetune_on_session`).
 
 Crops are cut from the full-resolution photo around the ground-truth projected centre exactly as the
 renderer frames its crops (side = crop_scale × projected size); masks are the projected silhouette

@@ -64,7 +64,9 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     · [Welch t over the 5 seeds]): AR +0.072 [+0.019, +0.126] · [+0.004, +0.141], re −2.2° [−5.0, −0.3] · [−5.1,
     +0.6], te −0.6 mm [−3.3, +2.5]; photos with te > 50 mm 16.4 → 8.9 %. Alone: the localizer trained (te −1.7,
     re −1.1, AR +0.056 bootstrap only); the rotation and keypoints trained (re −1.4 [−4.1, +0.5]); batch norm frozen
-    with depth and centre only: re +10.1° [+4.0, +15.5] (the rotation drifts). The split shares the desk and the
+    with depth and centre only: re +10.1° [+4.0, +15.5] (the rotation drifts). Against every loss on, nothing was
+    resolved for 40 epochs (AR +0.024 [−0.004, +0.056]) or for simgan as the source (AR +0.019); image-dr as the
+    source: AR −0.079 (both intervals; its localizer misses the tune desk). The split shares the desk and the
     cameras between the fitted and the scored halves, which flatters a localizer that learns the scene.
 
     Earlier choices, inside the tune session, split by capture instants (fit on instants 0–25 of all three cameras,
