@@ -101,5 +101,12 @@ def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, o
         m = read_json(Path(sim_data) / "manifest.json", "manifest")
         sizes = {"frame_width": int(m["frame_hw"][1]), "crop_px": int(m["crop_px"]),
                  "crop_scale": float(m.get("crop_scale", 2.0))}
-    data = real_to_dataset(real_root, scene_ids, spec_for_real(real_root), Path(out) / f"photos_{session}", **sizes)
+    photos = Path(out) / f"photos_{session}"
+    if (photos / "manifest.json").is_file():  # a rerun resumes; photos of another set or scenes would be reused
+        src = read_json(photos / "manifest.json", "manifest").get("real_source") or {}
+        same_root = bool(src.get("root")) and Path(src["root"]).resolve() == Path(real_root).resolve()
+        if not same_root or sorted(src.get("scene_ids") or []) != scene_ids:
+            raise UserError(f"{photos}: holds photos of {src.get('root')} scenes {src.get('scene_ids')}, not of "
+                            f"{real_root} scenes {scene_ids}; use another --out")
+    data = real_to_dataset(real_root, scene_ids, spec_for_real(real_root), photos, **sizes)
     return finetune(ckpt, data, out, real_root, session, **finetune_kw)

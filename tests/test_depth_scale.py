@@ -151,3 +151,10 @@ def test_finetune_cli_trains_on_one_session_and_refuses_a_missing_one(bop_of_ren
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
+    # an --out whose photos came from other scenes: refused, they are not silently reused
+    man = json.loads((out / "photos_data" / "manifest.json").read_text())
+    man["real_source"]["scene_ids"] = [3]
+    (out / "photos_data" / "manifest.json").write_text(json.dumps(man))
+    r = subprocess.run([sys.executable, str(cli), "finetune", "--model", str(ckpt), "--real", str(root), "--out",
+                        str(out), "--epochs", "1", "--device", "cpu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "holds photos of" in r.stderr and "Traceback" not in r.stderr
