@@ -12,7 +12,7 @@ from pose_model.registry import HEADS, SIM_PIPELINES
 @click.option("--from", "from_dir", type=click.Path(), default=None,
               help="Local copy of the upstream ArUco tree (holding src2/), e.g. ../shared/real/aruco_cube.")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="default", show_default=True,
-              help="quick: minutes, numbers not meaningful (CI); default: about 53 min on a 2-core CPU, 3 seeds "
+              help="quick: minutes, numbers not meaningful (CI); default: about 54 min on a 2-core CPU, 3 seeds "
                    "(measured, README); full: a GPU.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Training seeds per pipeline (and refiner) [default: 3 for default/full, 1 for quick]. More seeds on "
