@@ -18,7 +18,7 @@ from core.camera import crop_K, project_points, scale_K
 from core.io import UserError, atomic_write_json, code_version, sha256_of_json
 from core.objects import ObjectSpec
 from core.bop import load_bop_scenes
-from render.dataset import FORMAT, labels_array, write_shard
+from render.dataset import FORMAT, labels_array, read_manifest, write_shard
 
 
 def _warp_crop(img: np.ndarray, x0: float, y0: float, side: float, out_px: int, interp=cv2.INTER_AREA) -> np.ndarray:
@@ -88,22 +88,19 @@ def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, o
     cut at the frame width and crop size of the model's own training set when it is there (co-training needs them
     equal), else at real_to_dataset's defaults. A session that is missing or holds no labelled photo of the object:
     UserError before anything is written."""
-    from core.bop import read_scene_groups
-    from core.io import read_json
     from eval.score import spec_for_real
     from pose_model.finetune import check_tune_scenes, finetune
     from pose_model.model import load_checkpoint
-    groups = read_scene_groups(real_root)
-    scene_ids = check_tune_scenes(real_root, groups.get(session, []), session)
+    scene_ids = check_tune_scenes(real_root, None, session)
     sizes: dict = {}
     sim_data = load_checkpoint(ckpt)["config"].get("data")
     if sim_data and (Path(sim_data) / "manifest.json").is_file():
-        m = read_json(Path(sim_data) / "manifest.json", "manifest")
+        m = read_manifest(sim_data)
         sizes = {"frame_width": int(m["frame_hw"][1]), "crop_px": int(m["crop_px"]),
                  "crop_scale": float(m.get("crop_scale", 2.0))}
     photos = Path(out) / f"photos_{session}"
     if (photos / "manifest.json").is_file():  # a rerun resumes; photos of another set or scenes would be reused
-        src = read_json(photos / "manifest.json", "manifest").get("real_source") or {}
+        src = read_manifest(photos).get("real_source") or {}
         same_root = bool(src.get("root")) and Path(src["root"]).resolve() == Path(real_root).resolve()
         if not same_root or sorted(src.get("scene_ids") or []) != scene_ids:
             raise UserError(f"{photos}: holds photos of {src.get('root')} scenes {src.get('scene_ids')}, not of "

@@ -27,13 +27,15 @@ from core.io import UserError, read_json
 TUNE_SESSION = "data"
 
 
-def check_tune_scenes(real_root: str | os.PathLike, scene_ids: Sequence[int], session: str = TUNE_SESSION) -> list[int]:
-    """The scene ids, sorted, if every one belongs to `session`; else a UserError naming the others."""
+def check_tune_scenes(real_root: str | os.PathLike, scene_ids: Sequence[int] | None,
+                      session: str = TUNE_SESSION) -> list[int]:
+    """The scene ids, sorted, if every one belongs to `session` (None: every scene of it); else a UserError naming
+    the others."""
     from core.bop import read_scene_groups
     groups = read_scene_groups(real_root)
     if session not in groups:
         raise UserError(f"{real_root}: no session {session!r} to fine-tune on (sessions: {sorted(groups)})")
-    ids = sorted({int(s) for s in scene_ids})
+    ids = sorted({int(s) for s in (groups[session] if scene_ids is None else scene_ids)})
     bad = [s for s in ids if s not in set(groups[session])]
     if not ids or bad:
         raise UserError(f"fine-tune scenes {bad or ids}: expected scenes of the tune session {session!r} "
@@ -152,12 +154,11 @@ def calibrate_depth(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: 
     Fewer than CALIB_MIN_PHOTOS photos where the model found the cube: a UserError, or with strict=False the
     source model unchanged (depth_scale as before), its card's depth_calibration.not_calibrated saying why.
     head: the pose head the scale is fitted through and the new checkpoint reports (None: the source's own)."""
-    from core.bop import load_bop_scenes, read_scene_groups
+    from core.bop import load_bop_scenes
     from core.io import atomic_torch_save, atomic_write_json, code_version
     from pose_model.model import load_checkpoint
     from pose_model.predict import PoseEstimator, check_model_for_set, read_rgb
-    groups = read_scene_groups(real_root)
-    scene_ids = check_tune_scenes(real_root, groups.get(session, []), session)
+    scene_ids = check_tune_scenes(real_root, None, session)
     images = [im for im in load_bop_scenes(real_root, scene_ids) if im.labelled]
     est = PoseEstimator.load(ckpt, device, head=head)
     check_model_for_set(est, real_root)

@@ -56,8 +56,8 @@ class PoseEstimator:
         hyp = c.get("hypotheses", 1) if hypotheses is None else hypotheses
         if hyp < 1:
             raise UserError(f"--hypotheses {hyp}: expected a positive integer")
-        return cls(cpu_conv_layout(model.to(dev), dev), spec, dev, it, {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]},
-                   resize_crop=rs, head=head, hypotheses=hyp)
+        return cls(cpu_conv_layout(model.to(dev), dev), spec, dev, it,
+                   {"pipeline": c.get("pipeline"), "epoch": ck["epoch"]}, resize_crop=rs, head=head, hypotheses=hyp)
 
     def check_object(self, name: str | None = None, size_m=None, obj_id: int | None = None, where: str = "") -> None:
         """Refuse to run on images of another object (a model only knows the cube it was trained on)."""
