@@ -21,6 +21,10 @@ from pose_model.registry import HEADS, SIM_PIPELINES
               help="Training epochs of every sim pipeline [default: the profile's, 24 for default]. 16 or 8 train "
                    "in 2/3 or 1/3 of the time; on the tune session they localized and oriented the cube worse "
                    "(README).")
+@click.option("--renders", type=click.IntRange(min=16), default=None,
+              help="Renders per synthetic dataset [default: the profile's, 3,072 for default]. More renders and "
+                   "epochs fit better and cost more: --renders 6144 --epochs 48 trains each model 4× as long "
+                   "(README, \"Training compute\").")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/latest", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
@@ -38,12 +42,12 @@ from pose_model.registry import HEADS, SIM_PIPELINES
 @click.option("--head", type=click.Choice(HEADS), default=None,
               help="One pose head for every row [default: each model's own, pnp-rot]. A head chosen per model on the "
                    "tune session did not carry over to the report session (README, \"Depth\").")
-def benchmark(real, from_dir, profile, seeds, epochs, out, device, pipelines, executor, workers, ray_address, tune,
+def benchmark(real, from_dir, profile, seeds, epochs, renders, out, device, pipelines, executor, workers, ray_address, tune,
               report, head):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark
-    run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, epochs=epochs, out=out, device=device,
+    run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, epochs=epochs, renders=renders, out=out, device=device,
                   pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), executor=executor,
                   workers=workers, ray_address=ray_address, tune=tune, report=report, head=head)
 

@@ -254,11 +254,13 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
                   seeds: int | None = None, out: str | os.PathLike = "reports/latest", device: str = "auto",
                   pipelines: tuple[str, ...] = SIM_PIPELINES, log=print, executor: str = "local",
                   workers: int | None = None, ray_address: str | None = None, tune: str = TUNE_SESSION,
-                  report: str = REPORT_SESSION, epochs: int | None = None, head: str | None = None) -> Path:
+                  report: str = REPORT_SESSION, epochs: int | None = None, head: str | None = None,
+                  renders: int | None = None) -> Path:
     """Run (or resume) the benchmark. The grid of refiner, trainings and scorings runs as tasks of a
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
     single record: this process writes it as each task finishes. epochs: the sim pipelines' training
-    epochs (None: the profile's); the oracle and the fine-tune keep theirs. head: the pose head every row reports
+    epochs (None: the profile's); the oracle and the fine-tune keep theirs. renders: samples per synthetic dataset
+    (None: the profile's n_synth). head: the pose head every row reports
     (one of pose_model.registry.HEADS; None: each checkpoint's own, pnp-rot for every model trained here). A head
     chosen per model on the tune session's labelled photos (best AR) was tried at 72d3717: it did not carry over
     to the report session (README, "Depth")."""
@@ -268,6 +270,10 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
         if epochs < 1:
             raise UserError(f"--epochs {epochs}: expected at least 1")
         prof = replace(prof, train_overrides={**prof.train_overrides, "epochs": epochs})
+    if renders is not None:
+        if renders < 16:
+            raise UserError(f"--renders {renders}: expected at least 16")
+        prof = replace(prof, n_synth=renders)
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: expected at least 1")
     if head is not None and head not in HEADS:
@@ -320,6 +326,8 @@ def _run(ex, real: str, from_dir: str | None, profile: str, prof: BenchProfile, 
     args["epochs"] = sim_epochs(prof)
     if head is not None:  # only when given: runs from before --head stay resumable
         args["head"] = head
+    if prof.n_synth != pick_profile(PROFILES, profile).n_synth:  # only when not the profile's: older runs resume
+        args["renders"] = prof.n_synth
     stages = StageLog(out, args)
     if stages.seeds_before is not None:
         log(f"{out}: adding seeds {stages.seeds_before}–{seeds - 1} to a run of {stages.seeds_before} seed(s); "

@@ -164,9 +164,12 @@ def test_results_schema_rows_summary_paired(quick_report):
 def test_two_seeds_train_two_refiners(shared_real, tmp_path):
     out = tmp_path / "two"
     r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--seeds", "2",
-               "--pipelines", "simgan", "--epochs", "1", "--out", str(out))
+               "--pipelines", "simgan", "--epochs", "1", "--renders", "64", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
+    # --renders: every synthetic dataset has that many renders (the quick profile's 96 otherwise), and it is recorded
+    assert {d["n"] for k, d in res["meta"]["datasets"].items() if not k.startswith("refined")} == {64}
+    assert res["meta"]["command"]["renders"] == 64 and "--renders 64" in (out / "report.md").read_text()
     for row in res["rows"]:               # --epochs: the sim pipelines' trainings only (quick trains 2 otherwise)
         if row["pipeline"] == "simgan":
             card = json.loads((out / row["checkpoint"]).with_name("model_card.json").read_text())
@@ -207,6 +210,9 @@ def test_rerun_with_other_epochs_is_refused(quick_report, shared_real):
     r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--epochs", "1",
                "--out", str(quick_report))
     assert r.returncode == 2 and "epochs: 2 there, 1 now" in r.stderr and "Traceback" not in r.stderr
+    r = _bench("--from", str(shared_real / "aruco_cube"), "--profile", "quick", "--renders", "64",
+               "--out", str(quick_report))                 # nor one of other renders (its datasets are others)
+    assert r.returncode == 2 and "renders: not recorded there, 64 now" in r.stderr and "Traceback" not in r.stderr
     assert json.loads((quick_report / "stages.json").read_text()) == log
 
 
