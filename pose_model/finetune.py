@@ -69,7 +69,11 @@ def finetune(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Pat
     with depth and centre only: re +10.1° [+4.0, +15.5] (the rotation drifts). Against every loss on, nothing was
     resolved for 40 epochs (AR +0.024 [−0.004, +0.056]) or for simgan as the source (AR +0.019); image-dr as the
     source: AR −0.079 (both intervals; its localizer misses the tune desk). The split shares the desk and the
-    cameras between the fitted and the scored halves, which flatters a localizer that learns the scene.
+    cameras between the fitted and the scored halves, which flatters a localizer that learns the scene. Tried after,
+    on the same split and sources against every loss on (/work/s20/RULES.md), nothing adopted: reporting PnP's
+    translation too (`--head pnp-mean`, the keypoints now fitted to photos) te +0.1 mm, re −0.1°, AR +0.011 [−0.007,
+    +0.030]; lr 6e-4 for 40 epochs te −0.9, re +0.6, AR +0.004; lr 6e-4 for 15 epochs re +1.6° [+0.6, +3.0], AR −0.048
+    [−0.084, −0.003] (worse on the bootstrap, not on the seeds' t interval).
 
     Earlier choices, inside the tune session, split by capture instants (fit on instants 0–25 of all three cameras,
     score instants 26–51, and the reverse; hybrid-dr seeds 0–2 of the 2e1a777 run; 99 photos per seed; mean over
