@@ -23,8 +23,8 @@ from pose_model.registry import HEADS, SIM_PIPELINES
                    "(README).")
 @click.option("--renders", type=click.IntRange(min=16), default=None,
               help="Renders per synthetic dataset [default: the profile's, 3,072 for default]. More renders and "
-                   "epochs fit better and cost more: --renders 6144 --epochs 48 trains each model 4× as long "
-                   "(README, \"Training compute\").")
+                   "epochs fit better and cost more: --renders 6144 trains each model 2× as long, with --epochs 48 "
+                   "4× (far more accurate on the photos: README, \"Training compute\").")
 @click.option("--out", type=click.Path(file_okay=False), default="reports/latest", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--pipelines", default=",".join(SIM_PIPELINES), show_default=True,
