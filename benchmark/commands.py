@@ -42,14 +42,14 @@ from pose_model.registry import HEADS, SIM_PIPELINES
 @click.option("--head", type=click.Choice(HEADS), default=None,
               help="One pose head for every row [default: each model's own, pnp-rot]. A head chosen per model on the "
                    "tune session did not carry over to the report session (README, \"Depth\").")
-def benchmark(real, from_dir, profile, seeds, epochs, renders, out, device, pipelines, executor, workers, ray_address, tune,
-              report, head):
+def benchmark(real, from_dir, profile, seeds, epochs, renders, out, device, pipelines, executor, workers, ray_address,
+              tune, report, head):
     """Train every sim-to-real pipeline (none, image-dr, dr, adr, simgan, simgan+dr) and the baselines (mean-pose, oracle), score
     them on the real photos, and write report.md / report.html / results.json. Resumable: rerun to continue."""
     from benchmark.run import run_benchmark
-    run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, epochs=epochs, renders=renders, out=out, device=device,
-                  pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()), executor=executor,
-                  workers=workers, ray_address=ray_address, tune=tune, report=report, head=head)
+    run_benchmark(real=real, from_dir=from_dir, profile=profile, seeds=seeds, epochs=epochs, renders=renders, out=out,
+                  device=device, pipelines=tuple(p.strip() for p in pipelines.split(",") if p.strip()),
+                  executor=executor, workers=workers, ray_address=ray_address, tune=tune, report=report, head=head)
 
 
 COMMANDS = [benchmark]

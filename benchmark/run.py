@@ -260,8 +260,8 @@ def run_benchmark(real: str = "aruco-cube", from_dir: str | None = None, profile
     core.executor (--executor local with --workers N tasks at once, or ray); the stage log stays the
     single record: this process writes it as each task finishes. epochs: the sim pipelines' training
     epochs (None: the profile's); the oracle and the fine-tune keep theirs. renders: samples per synthetic dataset
-    (None: the profile's n_synth). head: the pose head every row reports
-    (one of pose_model.registry.HEADS; None: each checkpoint's own, pnp-rot for every model trained here). A head
+    (None: the profile's n_synth). head: the pose head every row reports (one of pose_model.registry.HEADS; None:
+    each checkpoint's own, pnp-rot for every model trained here). A head
     chosen per model on the tune session's labelled photos (best AR) was tried at 72d3717: it did not carry over
     to the report session (README, "Depth")."""
     prof = pick_profile(PROFILES, profile)
