@@ -30,8 +30,13 @@ def _warp_crop(img: np.ndarray, x0: float, y0: float, side: float, out_px: int, 
 def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec: ObjectSpec,
                     out_dir: str | os.PathLike, frame_width: int = 160, crop_px: int = 128,
                     crop_scale: float = 2.0) -> Path:
+    """The labelled photos of `scene_ids` of the BOP set `real_root` showing `spec`'s object → a dataset in OUT_DIR
+    (frames `frame_width` wide, crops of `crop_px`² framed like the renderer's: `crop_scale` × the projected size).
+    A finished dataset already in OUT_DIR is reused (a rerun resumes) when it was built from the same set, scenes and
+    sizes; one built otherwise is a UserError naming what differs, never silently another dataset."""
     out = Path(out_dir)
     if (out / "manifest.json").is_file():
+        _check_reused(out, real_root, scene_ids, frame_width, crop_px, crop_scale)
         return out
     images = [im for im in load_bop_scenes(real_root, scene_ids) if im.labelled
               and any(g.obj_id == spec.obj_id for g in im.gts)]
@@ -81,6 +86,23 @@ def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec
     return out
 
 
+def _check_reused(out: Path, real_root, scene_ids: Sequence[int], frame_width: int, crop_px: int,
+                  crop_scale: float) -> None:
+    man = read_manifest(out)
+    src = man.get("real_source") or {}
+    want = {"real set": str(Path(real_root).resolve()), "scenes": sorted(int(s) for s in scene_ids),
+            "frame width": int(frame_width), "crop_px": int(crop_px), "crop_scale": float(crop_scale)}
+    have = {"real set": str(Path(src["root"]).resolve()) if src.get("root") else None,
+            "scenes": sorted(int(s) for s in src.get("scene_ids") or []),
+            "frame width": int(man.get("frame_hw", [0, 0])[1]), "crop_px": int(man.get("crop_px", 0)),
+            "crop_scale": float(man.get("crop_scale", 2.0))}
+    sizes = [k for k in ("frame width", "crop_px", "crop_scale") if have[k] != want[k]]
+    if have["real set"] != want["real set"] or have["scenes"] != want["scenes"] or sizes:
+        def what(d):
+            return f"{d['real set']} scenes {d['scenes']}" + "".join(f", {k} {d[k]}" for k in sizes)
+        raise UserError(f"{out}: holds photos of {what(have)}, not of {what(want)}; use another output folder")
+
+
 def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, out: str | os.PathLike,
                         session: str = "data", **finetune_kw) -> Path:
     """Fine-tune the sim-trained `ckpt` on the labelled photos of `session` of the BOP set `real_root` → OUT/model.pt
@@ -98,12 +120,6 @@ def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, o
         m = read_manifest(sim_data)
         sizes = {"frame_width": int(m["frame_hw"][1]), "crop_px": int(m["crop_px"]),
                  "crop_scale": float(m.get("crop_scale", 2.0))}
-    photos = Path(out) / f"photos_{session}"
-    if (photos / "manifest.json").is_file():  # a rerun resumes; photos of another set or scenes would be reused
-        src = read_manifest(photos).get("real_source") or {}
-        same_root = bool(src.get("root")) and Path(src["root"]).resolve() == Path(real_root).resolve()
-        if not same_root or sorted(src.get("scene_ids") or []) != scene_ids:
-            raise UserError(f"{photos}: holds photos of {src.get('root')} scenes {src.get('scene_ids')}, not of "
-                            f"{real_root} scenes {scene_ids}; use another --out")
+    photos = Path(out) / f"photos_{session}"   # a rerun resumes: real_to_dataset reuses it if built the same way
     data = real_to_dataset(real_root, scene_ids, spec_for_real(real_root), photos, **sizes)
     return finetune(ckpt, data, out, real_root, session, **finetune_kw)

@@ -186,6 +186,16 @@ def test_finetune_reads_only_tune_session_scenes(tmp_path):
     with pytest.raises(UserError, match="real_source"):
         finetune(ckpt, ds_dir, tmp_path / "ft_bad", root, epochs=1, device="cpu")   # not real photos
     data = real_to_dataset(root, [2, 1], ds.spec, tmp_path / "data_tune", frame_width=96, crop_px=64)
+    # a rerun reuses the finished dataset when it was built the same way; built otherwise, it is refused
+    stamp = (data / "manifest.json").stat().st_mtime_ns
+    assert real_to_dataset(root, [1, 2], ds.spec, data, frame_width=96, crop_px=64) == data
+    assert (data / "manifest.json").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match=r"data_tune: holds photos of .*bop scenes \[1, 2\], crop_px 64, not of "
+                                        r".*bop scenes \[1, 2\], crop_px 48; use another output folder"):
+        real_to_dataset(root, [1, 2], ds.spec, data, frame_width=96, crop_px=48)
+    with pytest.raises(UserError, match=r"holds photos of .*bop scenes \[1, 2\], not of .*bop scenes \[1\];"):
+        real_to_dataset(root, [1], ds.spec, data, frame_width=96, crop_px=64)
+    assert (data / "manifest.json").stat().st_mtime_ns == stamp
     out = finetune(ckpt, data, tmp_path / "ft", root, epochs=2, batch_size=8, device="cpu")
     card = json.loads((out.parent / "model_card.json").read_text())
     assert card["init_from"] == str(ckpt) and card["pipeline"] == "oracle" and card["epochs_done"] == 2
