@@ -86,20 +86,25 @@ def real_to_dataset(real_root: str | os.PathLike, scene_ids: Sequence[int], spec
     return out
 
 
+def cut_sizes(manifest: dict) -> dict:
+    """The sizes a dataset's frames and crops were cut at, as real_to_dataset's keyword arguments."""
+    return {"frame_width": int(manifest["frame_hw"][1]), "crop_px": int(manifest["crop_px"]),
+            "crop_scale": float(manifest.get("crop_scale", 2.0))}
+
+
 def _check_reused(out: Path, real_root, scene_ids: Sequence[int], frame_width: int, crop_px: int,
                   crop_scale: float) -> None:
     man = read_manifest(out)
     src = man.get("real_source") or {}
     want = {"real set": str(Path(real_root).resolve()), "scenes": sorted(int(s) for s in scene_ids),
-            "frame width": int(frame_width), "crop_px": int(crop_px), "crop_scale": float(crop_scale)}
+            "frame_width": int(frame_width), "crop_px": int(crop_px), "crop_scale": float(crop_scale)}
     have = {"real set": str(Path(src["root"]).resolve()) if src.get("root") else None,
-            "scenes": sorted(int(s) for s in src.get("scene_ids") or []),
-            "frame width": int(man.get("frame_hw", [0, 0])[1]), "crop_px": int(man.get("crop_px", 0)),
-            "crop_scale": float(man.get("crop_scale", 2.0))}
-    sizes = [k for k in ("frame width", "crop_px", "crop_scale") if have[k] != want[k]]
+            "scenes": sorted(int(s) for s in src.get("scene_ids") or []), **cut_sizes(man)}
+    sizes = [k for k in ("frame_width", "crop_px", "crop_scale") if have[k] != want[k]]
     if have["real set"] != want["real set"] or have["scenes"] != want["scenes"] or sizes:
         def what(d):
-            return f"{d['real set']} scenes {d['scenes']}" + "".join(f", {k} {d[k]}" for k in sizes)
+            return f"{d['real set']} scenes {d['scenes']}" + "".join(
+                f", {k.replace('frame_width', 'frame width')} {d[k]}" for k in sizes)
         raise UserError(f"{out}: holds photos of {what(have)}, not of {what(want)}; use another output folder")
 
 
@@ -117,9 +122,7 @@ def finetune_on_session(ckpt: str | os.PathLike, real_root: str | os.PathLike, o
     sizes: dict = {}
     sim_data = load_checkpoint(ckpt)["config"].get("data")
     if sim_data and (Path(sim_data) / "manifest.json").is_file():
-        m = read_manifest(sim_data)
-        sizes = {"frame_width": int(m["frame_hw"][1]), "crop_px": int(m["crop_px"]),
-                 "crop_scale": float(m.get("crop_scale", 2.0))}
+        sizes = cut_sizes(read_manifest(sim_data))
     photos = Path(out) / f"photos_{session}"   # a rerun resumes: real_to_dataset reuses it if built the same way
     data = real_to_dataset(real_root, scene_ids, spec_for_real(real_root), photos, **sizes)
     return finetune(ckpt, data, out, real_root, session, **finetune_kw)
